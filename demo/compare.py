@@ -1,0 +1,324 @@
+"""The demo's logic, testable without a browser: prepare an upload, run cwic and the classical
+codecs at the same file size, measure them, draw where the bits go, and write the downloads.
+
+The UI (demo/ui.py) only wires these functions to Gradio components.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cwic import baselines, metrics
+from cwic.errors import ImageError
+from cwic.images import MIN_SIDE, to_rgb
+
+MAX_SIDE = 1024  # the demo downscales larger uploads (long side) to stay responsive on 2 CPU cores
+MAX_UPLOAD_PIXELS = 50 * 10**6  # larger uploads are refused before decoding (decompression bombs)
+
+# Display name -> (cwic.baselines codec key, file extension of the download).
+CLASSICAL = {
+    "JPEG": ("jpeg", "jpg"),
+    "JPEG 2000": ("jpeg2000", "j2k"),
+    "WebP": ("webp", "webp"),
+    "AVIF": ("avif", "avif"),
+}
+DEFAULT_CLASSICAL = ("JPEG", "JPEG 2000")
+
+
+@dataclass
+class Result:
+    """One codec's real file and what a viewer sees of it."""
+
+    name: str
+    data: bytes
+    image: np.ndarray  # decoded from `data`
+    ext: str
+    settings: str = ""
+    encode_s: float | None = None
+    decode_s: float | None = None
+    scores: dict = field(default_factory=dict)  # psnr, ssim, ms_ssim
+
+    def bpp(self) -> float:
+        return len(self.data) * 8 / (self.image.shape[0] * self.image.shape[1])
+
+
+@dataclass
+class Comparison:
+    """Everything one click of "Compress" shows."""
+
+    original: np.ndarray
+    cwic: Result
+    compressed: object  # the cwic compression result: importance, kept channels, bits per block
+    others: list[Result]  # classical codecs at the cwic file size, then the uniform-map ablation
+
+
+def prepare_image(source: str | Path | bytes | None, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str]:
+    """An upload as HxWx3 uint8 RGB, downscaled to `max_side` on the long side; returns (rgb, note).
+
+    Unlike `cwic.images.load_rgb`, which rejects images over the codec's limit, the demo shrinks
+    large photos so that phone pictures work. Raises ImageError with a message meant for the user
+    on missing, broken, too large or too small images.
+    """
+    if source is None:
+        raise ImageError("Upload an image or pick one of the examples first.")
+    name = "the upload" if isinstance(source, bytes | bytearray) else Path(source).name
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source) as im:
+            w, h = im.size
+            if w * h > MAX_UPLOAD_PIXELS:
+                raise ImageError(f"{name} is {w}×{h} px; the demo takes at most {MAX_UPLOAD_PIXELS // 10**6} Mpx")
+            rgb = np.array(to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)  # writable, for torch
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(
+            f"{name} has too many pixels; the demo takes at most {MAX_UPLOAD_PIXELS // 10**6} Mpx"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image this demo can read") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageError(f"{name} is truncated or corrupt: {e}") from None
+    h, w = rgb.shape[:2]
+    note = ""
+    if max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = np.array(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+        note = (
+            f"Downscaled from {w}×{h} to {size[0]}×{size[1]} px: the demo caps the long side at {max_side} px "
+            "to stay responsive (the codec itself takes larger images)."
+        )
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        raise ImageError(
+            f"{name} is {rgb.shape[1]}×{rgb.shape[0]} px; cwic needs at least {MIN_SIDE} px on each side"
+            + (" after the demo's downscaling." if note else ".")
+        )
+    return rgb, note
+
+
+def score(result: Result, original: np.ndarray) -> Result:
+    """Fill in PSNR, SSIM and MS-SSIM (None when the image is too small for MS-SSIM)."""
+    result.scores = {
+        "psnr": metrics.psnr(original, result.image),
+        "ssim": metrics.ssim(original, result.image),
+        "ms_ssim": metrics.ms_ssim(original, result.image),
+    }
+    return result
+
+
+def run_cwic(codec, rgb: np.ndarray, *, level: int | None = None, bpp: float | None = None, **kwargs):
+    """Compress with cwic and decode the real file; returns (Result, the compression result)."""
+    rate = {"level": level} if bpp is None else {"bpp": bpp}
+    t0 = time.perf_counter()
+    c = codec.compress(rgb, **rate, **kwargs)
+    t1 = time.perf_counter()
+    decoded = codec.decompress(c.data)
+    t2 = time.perf_counter()
+    name = "cwic (uniform map)" if kwargs.get("uniform") else "cwic"
+    settings = _rate_text(c, bpp) + (", uniform map" if kwargs.get("uniform") else "")
+    return Result(name, c.data, decoded, "cwic", settings, t1 - t0, t2 - t1), c
+
+
+def _rate_text(c, bpp: float | None) -> str:
+    """How the rate was chosen: a level, or a search for a target bpp (the codec reports level 0)."""
+    how = f"searched for {bpp:g} bpp" if bpp is not None else f"level {c.level}"
+    return f"{how}, rate r = {c.rate:.3f}"
+
+
+def run_classical(name: str, rgb: np.ndarray, target_bpp: float) -> Result:
+    """`name` (a key of CLASSICAL) at the file size closest to `target_bpp` without going over (±2 %)."""
+    key, ext = CLASSICAL[name]
+    t0 = time.perf_counter()
+    enc = baselines.encode_at_bpp(key, rgb, target_bpp)
+    search_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with Image.open(io.BytesIO(enc.data)) as im:
+        decoded = np.asarray(im.convert("RGB"))
+    decode_s = time.perf_counter() - t0
+    knob = baselines.SPECS[key].knob
+    value = enc.settings[knob]
+    settings = f"{knob} {value:.3g}" if isinstance(value, float) else f"{knob} {value}"
+    if not enc.matched:
+        settings += " (smallest file this codec can make is larger)"
+    # The search runs several encodes; the time of one is what a user of the codec would wait.
+    return Result(name, enc.data, decoded, ext, settings, search_s / max(enc.probes, 1), decode_s)
+
+
+def compare(
+    codec,
+    rgb: np.ndarray,
+    *,
+    level: int | None = None,
+    bpp: float | None = None,
+    classical: tuple[str, ...] | list[str] = DEFAULT_CLASSICAL,
+    uniform: bool = False,
+    roi: np.ndarray | None = None,
+    progress=None,
+) -> Comparison:
+    """cwic at a level (or a target bpp), the classical codecs at the file size cwic reached, and,
+    with `uniform`, the paper's ablation: the same model with a constant importance map."""
+    step = progress or (lambda *a, **k: None)
+    unknown = [n for n in classical if n not in CLASSICAL]
+    if unknown:
+        raise ValueError(f"unknown codec(s) {unknown}; choose from {list(CLASSICAL)}")
+    step(0.05, desc="cwic: encoding and decoding")
+    extra = {} if roi is None else {"roi": roi}
+    main, c = run_cwic(codec, rgb, level=level, bpp=bpp, **extra)
+    others = []
+    for i, name in enumerate(classical):
+        step(0.3 + 0.5 * i / max(len(classical), 1), desc=f"{name} at {main.bpp():.3f} bpp")
+        others.append(score(run_classical(name, rgb, main.bpp()), rgb))
+    if uniform:
+        step(0.85, desc="cwic with a uniform importance map")
+        others.append(score(run_cwic(codec, rgb, level=level, bpp=bpp, uniform=True, **extra)[0], rgb))
+    step(0.95, desc="metrics and maps")
+    return Comparison(rgb, score(main, rgb), c, others)
+
+
+def metrics_rows(comp: Comparison) -> list[list]:
+    """One table row per codec: name, bytes, bpp, PSNR, SSIM, MS-SSIM, encode ms, decode ms, settings."""
+
+    def fmt(x, digits):
+        return "n/a" if x is None else ("∞" if math.isinf(x) else round(x, digits))
+
+    rows = []
+    for r in [comp.cwic, *comp.others]:
+        s = r.scores
+        ms = [None if t is None else round(t * 1000) for t in (r.encode_s, r.decode_s)]
+        rows.append([r.name, len(r.data), round(r.bpp(), 4), fmt(s["psnr"], 2), fmt(s["ssim"], 4)])
+        rows[-1] += [fmt(s["ms_ssim"], 4), ms[0], ms[1], r.settings]
+    return rows
+
+
+METRIC_HEADERS = ["codec", "bytes", "bpp", "PSNR (dB)", "SSIM", "MS-SSIM", "encode (ms)", "decode (ms)", "settings"]
+
+
+def summary_markdown(comp: Comparison) -> str:
+    """The headline numbers of the cwic file, for the panel under the slider."""
+    r, c = comp.cwic, comp.compressed
+    s = r.scores
+    ms = "n/a (image under 161 px)" if s["ms_ssim"] is None else f"{s['ms_ssim']:.4f}"
+    return (
+        f"**cwic file: {len(r.data):,} bytes = {r.bpp():.3f} bpp** for {c.width}×{c.height} px "
+        f"({r.settings}).  \n"
+        f"PSNR **{s['psnr']:.2f} dB** · SSIM **{s['ssim']:.4f}** · MS-SSIM **{ms}** · "
+        f"encode {r.encode_s * 1000:.0f} ms · decode {r.decode_s * 1000:.0f} ms"
+    )
+
+
+def _render(fig: Figure) -> np.ndarray:
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def overlay(
+    rgb: np.ndarray,
+    values: np.ndarray,
+    *,
+    title: str,
+    label: str,
+    cmap: str = "inferno",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    levels: int | None = None,
+    alpha: float = 0.65,
+) -> np.ndarray:
+    """A per-8x8-block map drawn over a greyed copy of the image, with a colour bar labelled `label`.
+
+    `levels` draws a discrete colour map with that many steps (for quantized maps).
+    """
+    h, w = rgb.shape[:2]
+    bh, bw = values.shape
+    width_in = 6.4
+    fig = Figure(figsize=(width_in, width_in * h / w * 0.86 + 0.5), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    grey = rgb.astype(np.float32).mean(axis=2)
+    ax.imshow(grey, cmap="gray", vmin=0, vmax=255, extent=(0, w, h, 0))
+    cm = cmap if levels is None else _discrete(cmap, levels)
+    im = ax.imshow(
+        values, cmap=cm, vmin=vmin, vmax=vmax, alpha=alpha, interpolation="nearest", extent=(0, bw * 8, bh * 8, 0)
+    )
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_axis_off()
+    fig.supxlabel(title, fontsize=10)  # below the image: the UI puts its label on the top-left corner
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    bar.set_label(label)
+    bar.solids.set_alpha(1)
+    return _render(fig)
+
+
+def _discrete(cmap: str, n: int):
+    from matplotlib import colormaps
+
+    return colormaps[cmap].resampled(n)
+
+
+def maps(comp: Comparison) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(importance p, kept channels per location, bits per 8x8 block) drawn over the image."""
+    c, rgb = comp.compressed, comp.original
+    p = np.asarray(c.importance, dtype=np.float64)
+    kept = np.asarray(c.kept_channels)
+    bits = np.asarray(c.bits_per_block, dtype=np.float64)
+    imp = overlay(rgb, p, title=f"importance map p (mean {p.mean():.3f})", label="importance p", vmin=0, vmax=1)
+    n_max = int(max(kept.max(), 1))
+    lev = overlay(
+        rgb,
+        kept,
+        title=f"code channels kept per location (mean {kept.mean():.1f})",
+        label="channels kept",
+        cmap="viridis",
+        vmin=0,
+        vmax=n_max,
+        levels=16,
+    )
+    b = overlay(
+        rgb,
+        bits,
+        title=f"bits per 8×8 block: {bits.sum():,.0f} bits in all, mean {bits.mean():.1f}",
+        label="bits per 8×8 block",
+        cmap="magma",
+        vmin=0,
+    )
+    return imp, lev, b
+
+
+def write_files(comp: Comparison, folder: Path, stem: str = "image") -> list[Path]:
+    """The real files: the .cwic file, its decoded PNG, and each classical codec's file as shown."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{stem}.cwic", folder / f"{stem}.cwic.png"]
+    paths[0].write_bytes(comp.cwic.data)
+    Image.fromarray(comp.cwic.image).save(paths[1])
+    for r in comp.others:
+        slug = r.name.lower().replace(" ", "").replace("(", "_").replace(")", "")
+        path = folder / f"{stem}.{slug}.{r.ext}"
+        path.write_bytes(r.data)
+        paths.append(path)
+    return paths
+
+
+def roi_from_editor(value: dict | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """The painted strokes of a gr.ImageEditor value as an HxW float mask in [0, 1], or None.
+
+    The editor returns {"background", "layers", "composite"}; every layer's alpha is a stroke.
+    """
+    if not value or not value.get("layers"):
+        return None
+    mask = np.zeros(shape, dtype=np.float32)
+    for layer in value["layers"]:
+        if layer is None:
+            continue
+        im = Image.open(layer) if isinstance(layer, str | Path) else Image.fromarray(np.asarray(layer))
+        alpha = np.asarray(im.convert("RGBA").resize(shape[::-1], Image.Resampling.BILINEAR))[..., 3]
+        mask = np.maximum(mask, alpha.astype(np.float32) / 255)
+    return mask if mask.max() > 0 else None

@@ -1,0 +1,163 @@
+"""The Gradio Blocks of the cwic demo: where a learned codec spends its bits, against JPEG and
+JPEG 2000 at the same file size. The logic lives in demo/compare.py; this file only lays it out."""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import skimage.data
+
+from cwic.errors import CwicError
+from demo import compare
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+_SKIMAGE_DIR = Path(skimage.data.__file__).resolve().parent
+EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("kodim*.png")) + [
+    str(_SKIMAGE_DIR / name) for name in ("astronaut.png", "coffee.png") if (_SKIMAGE_DIR / name).exists()
+]
+
+INTRO = """\
+# cwic: where does a learned codec spend its bits?
+cwic is a learned image codec after *Learning Convolutional Networks for Content-weighted Image
+Compression* (Li et al., CVPR 2018). Its encoder turns the image into binary codes, and a small
+**importance map** decides, for every 8×8 block, how many of those codes to keep: more for edges
+and texture, fewer for flat sky. Pick an image and a rate, press **Compress**, and compare the real
+`.cwic` file with JPEG and JPEG 2000 files **of the same size**.
+"""
+
+EXPLAIN_MAPS = """\
+**Importance map** (left): the network's estimate of how much each block needs, p in [0, 1].
+**Channels kept** (middle): p quantized to 16 levels; a block at level q keeps the first 4·(q+1)
+of the 64 code channels, the rest are never sent. **Bits per 8×8 block** (right): what the
+entropy coder actually spent there, map bits included; the total is the file's payload.
+Tick *uniform importance map* to see the paper's ablation: the same model and mean rate, with the
+same number of channels everywhere.
+"""
+
+EXPLAIN_CLASSICAL = """\
+Each classical codec is searched for the setting whose real file comes closest to the cwic file
+size without going over (within 2 %). Same bytes, different pictures: look at edges, faces and
+textures. Click an image to enlarge it.
+"""
+
+
+def _raw_upload(payload):
+    """Preprocess of the input image: the uploaded file, unopened (bytes for a data: URL).
+
+    gr.Image would open it with Pillow first, so broken files and decompression bombs would end in
+    a generic error; compare.prepare_image gives the user a clear message instead.
+    """
+    if payload is None:
+        return None
+    if payload.url and payload.url.startswith("data:"):
+        return base64.b64decode(payload.url.split(",", 1)[1])
+    return payload.path
+
+
+def _level_info(codec) -> str:
+    parts = [f"{lv['level']}: {lv['bpp']:.2f}" for lv in codec.levels if lv.get("bpp") is not None]
+    return "mean bpp on Kodak per level: " + ", ".join(parts) if parts else "1 = fewest bits"
+
+
+def make_handler(codec):
+    """The event function behind the Compress button (and the `compress` API endpoint)."""
+
+    def run(image, mode, level, bpp, classical, uniform, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        try:
+            rgb, note = compare.prepare_image(image)
+            kwargs = {"bpp": float(bpp)} if mode == "target bpp" else {"level": int(level)}
+            comp = compare.compare(
+                codec, rgb, classical=list(classical or []), uniform=bool(uniform), progress=progress, **kwargs
+            )
+        except (CwicError, ValueError) as e:
+            raise gr.Error(str(e)) from e
+        imp, kept, bits = compare.maps(comp)
+        gallery = [(comp.cwic.image, f"cwic · {comp.cwic.bpp():.3f} bpp")]
+        gallery += [(r.image, f"{r.name} · {r.bpp():.3f} bpp · {r.scores['psnr']:.2f} dB") for r in comp.others]
+        files = compare.write_files(comp, Path(tempfile.mkdtemp(prefix="cwic-demo-")))
+        return (
+            (comp.original, comp.cwic.image),
+            compare.summary_markdown(comp),
+            note,
+            imp,
+            kept,
+            bits,
+            gallery,
+            compare.metrics_rows(comp),
+            [str(p) for p in files],
+        )
+
+    return run
+
+
+def build_demo(codec) -> gr.Blocks:
+    """The whole demo for one loaded codec (load it once, at startup)."""
+    n_levels = len(codec.levels)
+    with gr.Blocks(title="cwic: content-weighted image compression") as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                image = gr.Image(
+                    type="filepath",
+                    label="Image (PNG, JPEG, WebP, TIFF, BMP)",
+                    sources=["upload", "clipboard"],
+                    format="png",
+                    height=300,
+                    elem_id="input-image",
+                )
+                image.preprocess = _raw_upload  # an instance attribute: a subclass would make Gradio write a .pyi
+                gr.Examples(EXAMPLES, inputs=image, label="Examples (Kodak, scikit-image)", examples_per_page=8)
+                mode = gr.Radio(["cwic level", "target bpp"], value="cwic level", label="Rate control", elem_id="mode")
+                level = gr.Slider(
+                    1,
+                    n_levels,
+                    value=min(3, n_levels),
+                    step=1,
+                    label="cwic level",
+                    info=_level_info(codec),
+                    elem_id="level",
+                )
+                bpp = gr.Slider(0.05, 1.5, value=0.3, step=0.01, label="target bpp (bits per pixel)")
+                classical = gr.CheckboxGroup(
+                    list(compare.CLASSICAL), value=list(compare.DEFAULT_CLASSICAL), label="Compare with"
+                )
+                uniform = gr.Checkbox(False, label="Also show a uniform importance map (no content weighting)")
+                button = gr.Button("Compress", variant="primary", elem_id="compress-button")
+                note = gr.Markdown(elem_id="note")
+            with gr.Column(scale=2):
+                slider = gr.ImageSlider(
+                    label="original ◀ ▶ cwic reconstruction (drag)", format="png", max_height=560, elem_id="slider"
+                )
+                summary = gr.Markdown("Press **Compress** to see the numbers.", elem_id="summary")
+        gr.Markdown("## Where the bits go")
+        gr.Markdown(EXPLAIN_MAPS)
+        with gr.Row():
+            imp = gr.Image(label="importance map", format="png", elem_id="importance-map")
+            kept = gr.Image(label="channels kept", format="png", elem_id="kept-map")
+            bits = gr.Image(label="bits per 8×8 block", format="png", elem_id="bits-map")
+        gr.Markdown("## Same file size, classical codecs")
+        gr.Markdown(EXPLAIN_CLASSICAL)
+        gallery = gr.Gallery(
+            label="decoded images at the cwic file size",
+            format="png",
+            columns=3,
+            object_fit="contain",
+            height=420,
+            elem_id="gallery",
+        )
+        table = gr.Dataframe(headers=compare.METRIC_HEADERS, label="measured on this image", elem_id="metrics")
+        files = gr.File(
+            label="downloads: the .cwic file, its decoded PNG, and each codec's file", file_count="multiple"
+        )
+
+        inputs = [image, mode, level, bpp, classical, uniform]
+        outputs = [slider, summary, note, imp, kept, bits, gallery, table, files]
+        handler = make_handler(codec)
+        button.click(handler, inputs, outputs, api_name="compress")
+        # Moving a rate control selects it, so the rate used is always the one last touched.
+        level.input(lambda: "cwic level", None, mode, api_name=False, queue=False)
+        bpp.input(lambda: "target bpp", None, mode, api_name=False, queue=False)
+    return demo
