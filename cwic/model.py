@@ -1,0 +1,220 @@
+"""The content-weighted compression network (Li et al., CVPR 2018).
+
+Encoder -> binary codes B (n maps at 1/8 resolution); importance network -> p in (0, 1);
+p quantized to L levels decides how many of the n channels are kept at each location;
+decoder rebuilds the image from the masked codes with depth-to-space upsampling.
+
+Two documented departures from the paper, both for a single variable-rate model:
+- the importance network also takes the target rate r (a constant input plane), so one
+  network produces the map for every rate level instead of one network per rate;
+- the decoder sees kept bits as +-1 and dropped bits as 0, so it can tell "dropped" from
+  "bit = 0" (the paper multiplies 0/1 codes by the mask).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+
+MIN_SIDE = 16  # smallest image side the codec accepts (2x2 code locations)
+
+
+class Binarize(torch.autograd.Function):
+    """Forward: 1 where e > 0.5 else 0. Backward: straight-through (the paper's proxy B~(e) = e)."""
+
+    @staticmethod
+    def forward(ctx, e: Tensor) -> Tensor:  # noqa: D102
+        return (e > 0.5).to(e.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        return grad
+
+
+class ImportanceMask(torch.autograd.Function):
+    """Mask from the importance map, with the paper's windowed gradient (Eq. 7, LOCAL mode).
+
+    Forward: Q = floor(L*p) (clamped to L-1); channel k is kept iff k < (n/L)*(Q+1).
+    Backward: dm_k/dp = L for channels within one group (n/L channels) of the cut, that is
+    k in [h - n/L, h + n/L) with h the number of kept channels, and 0 elsewhere.
+    """
+
+    @staticmethod
+    def forward(ctx, p: Tensor, n: int, levels: int) -> Tensor:  # noqa: D102
+        q = quantize_importance(p, levels)
+        kept = (q + 1) * (n // levels)
+        k = torch.arange(n, device=p.device).view(1, n, 1, 1)
+        ctx.save_for_backward(kept)
+        ctx.n, ctx.levels = n, levels
+        return (k < kept).to(p.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        (kept,) = ctx.saved_tensors
+        g = ctx.n // ctx.levels
+        k = torch.arange(ctx.n, device=grad.device).view(1, ctx.n, 1, 1)
+        window = (k >= kept - g) & (k < kept + g)
+        grad_p = ctx.levels * (grad * window).sum(dim=1, keepdim=True)
+        return grad_p, None, None
+
+
+def quantize_importance(p: Tensor, levels: int) -> Tensor:
+    """Integer importance levels 0..L-1 (as int64), floor(L*p) with p = 1 mapped to L-1."""
+    return torch.clamp(torch.floor(p * levels), 0, levels - 1).long()
+
+
+def mask_from_levels(q: Tensor, n: int, levels: int) -> Tensor:
+    """0/1 mask (B, n, h, w) from integer levels (B, 1, h, w): the first (n/L)(q+1) channels."""
+    k = torch.arange(n, device=q.device).view(1, n, 1, 1)
+    return (k < (q + 1) * (n // levels)).float()
+
+
+class ResBlock(nn.Module):
+    """y = ReLU(x + ReLU(conv3x3(ReLU(conv3x3(x))))), the official block (no BatchNorm)."""
+
+    def __init__(self, channels: int, inner: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, inner, 3, padding=1)
+        self.conv2 = nn.Conv2d(inner, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return F.relu(x + F.relu(self.conv2(F.relu(self.conv1(x)))))
+
+
+class Encoder(nn.Module):
+    """Image in [-1, 1] -> (pre-binarization sigmoid outputs e, features for the importance net)."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, c.enc1, 8, stride=4, padding=2),
+            nn.ReLU(),
+            ResBlock(c.enc1, c.enc_inner),
+            nn.Conv2d(c.enc1, c.enc2, 4, stride=2, padding=1),
+            nn.ReLU(),
+            ResBlock(c.enc2, c.enc_inner),
+            nn.Conv2d(c.enc2, c.enc2, 3, padding=1),
+            nn.ReLU(),
+            ResBlock(c.enc2, c.enc_inner),
+        )
+        self.to_codes = nn.Conv2d(c.enc2, c.n, 1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+        feats = self.body(x)
+        return torch.sigmoid(self.to_codes(feats)), feats
+
+
+class ImportanceNet(nn.Module):
+    """conv3x3 -> ReLU -> conv1x1 -> sigmoid on the encoder features plus a rate plane."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c.enc2 + 1, c.imp, 3, padding=1)
+        self.conv2 = nn.Conv2d(c.imp, 1, 1)
+
+    def forward(self, feats: Tensor, rate: Tensor) -> Tensor:  # noqa: D102
+        plane = rate.view(-1, 1, 1, 1).to(feats.dtype).expand(feats.shape[0], 1, *feats.shape[2:])
+        return torch.sigmoid(self.conv2(F.relu(self.conv1(torch.cat([feats, plane], 1)))))
+
+
+class Decoder(nn.Module):
+    """Masked +-1 codes -> image in [-1, 1]; depth-to-space x2 then x4 (PixelShuffle order)."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c.n, c.dec1, 3, padding=1),
+            nn.ReLU(),
+            ResBlock(c.dec1, c.dec_inner),
+            nn.Conv2d(c.dec1, c.dec1, 3, padding=1),
+            nn.ReLU(),
+            ResBlock(c.dec1, c.dec_inner),
+            nn.PixelShuffle(2),
+            nn.Conv2d(c.dec1 // 4, c.dec2, 3, padding=1),
+            nn.ReLU(),
+            ResBlock(c.dec2, c.dec_inner),
+            nn.PixelShuffle(4),
+            nn.Conv2d(c.dec2 // 16, c.dec_out, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c.dec_out, 3, 1),
+        )
+
+    def forward(self, codes: Tensor) -> Tensor:  # noqa: D102
+        return self.body(codes)
+
+
+class CWICModel(nn.Module):
+    """The whole autoencoder. Images are float tensors in [0, 1], (B, 3, H, W), any H, W >= 16."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.importance = ImportanceNet(config)
+        self.decoder = Decoder(config)
+
+    # -- pieces the codec calls one by one -------------------------------------------------
+    def analyze(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Padded image in [0, 1] -> (sigmoid code activations e, encoder features)."""
+        return self.encoder(x * 2 - 1)
+
+    def importance_map(self, feats: Tensor, rate: Tensor | float) -> Tensor:
+        """Importance map p in (0, 1), (B, 1, h, w), for target mean importance `rate`."""
+        rate = torch.as_tensor(rate, dtype=feats.dtype, device=feats.device).reshape(-1)
+        return self.importance(feats, rate)
+
+    def synthesize(self, bits: Tensor, mask: Tensor) -> Tensor:
+        """0/1 bits and 0/1 mask (B, n, h, w) -> image in [0, 1] (unclamped, padded size)."""
+        return (self.decoder((2 * bits - 1) * mask) + 1) / 2
+
+    # -- training ------------------------------------------------------------------------------
+    def forward(self, x: Tensor, rate: Tensor, uniform: Tensor | None = None) -> dict[str, Tensor]:
+        """Training pass on crops whose sides are multiples of 8.
+
+        `uniform` (B,): where a value is not NaN, that sample's importance map is replaced by
+        that constant, for the first training stage and the paper's no-content-weighting
+        ablation, so one decoder also learns to decode uniform maps.
+        """
+        e, feats = self.analyze(x)
+        p = self.importance_map(feats, rate)
+        if uniform is not None:
+            u = uniform.view(-1, 1, 1, 1).to(p.dtype)
+            p = torch.where(torch.isnan(u), p, torch.nan_to_num(u).expand_as(p))
+        bits = Binarize.apply(e)
+        mask = ImportanceMask.apply(p, self.config.n, self.config.levels)
+        return {"x_hat": self.synthesize(bits, mask), "p": p, "mask": mask, "bits": bits}
+
+
+def pad_to_multiple(x: Tensor, multiple: int = 8) -> tuple[Tensor, tuple[int, int]]:
+    """Replicate-pad (B, C, H, W) on the bottom/right to multiples of `multiple`."""
+    h, w = x.shape[-2:]
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise ValueError(f"image is {w}x{h}; cwic needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, (h, w)
+
+
+@torch.no_grad()
+def reconstruct(model: CWICModel, x: Tensor, rate: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Any-size image batch in [0, 1] -> (reconstruction in [0, 1], levels q, mask).
+
+    The reference path without entropy coding: used for checks and training-time evaluation.
+    """
+    xp, (h, w) = pad_to_multiple(x)
+    e, feats = model.analyze(xp)
+    q = quantize_importance(model.importance_map(feats, rate), model.config.levels)
+    mask = mask_from_levels(q, model.config.n, model.config.levels)
+    x_hat = model.synthesize((e > 0.5).float(), mask)
+    return x_hat[..., :h, :w].clamp(0, 1), q, mask
+
+
+def raw_bpp(mask: Tensor, image_hw: tuple[int, int], map_bits: int = 4) -> float:
+    """Kept code bits plus `map_bits` per map entry, per image pixel (before entropy coding)."""
+    h, w = image_hw
+    entries = mask.shape[0] * mask.shape[-1] * mask.shape[-2]
+    return float((mask.sum() + map_bits * entries) / (mask.shape[0] * h * w))

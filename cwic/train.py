@@ -1,0 +1,290 @@
+"""`python -m cwic train`: resumable training of the variable-rate content-weighted model.
+
+Loss per sample: MSE + gamma * max(mean(p) - r, 0) + gamma_under * max(r - mean(p), 0), r drawn
+uniformly per sample and fed to the importance network. The first term is the paper's rate
+hinge; the weaker second one keeps a rate-conditioned map from collapsing to p = 0 early on.
+Stage 1 (`--uniform-steps`) replaces every importance map by a random
+constant map (the two-stage recipe: the autoencoder learns first, without the map); after it,
+`--uniform-frac` of each batch keeps uniform maps so the same decoder serves the ablation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import load_train_state, save_checkpoint, save_train_state
+from .config import PRESETS, ModelConfig
+from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, PatchSampler, center_crops, list_images, split
+from .metrics import ms_ssim, psnr
+from .model import CWICModel, raw_bpp, reconstruct
+
+EVAL_RATES = (0.1, 0.3, 0.6)
+QUICK_KODAK = ("kodim01.png", "kodim07.png", "kodim23.png")
+RD_SLOPE = 12.0  # dB per bpp: turns (PSNR, bpp) pairs into one score for picking the best step
+
+
+def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = p or argparse.ArgumentParser(prog="cwic train", description=__doc__)
+    p.add_argument("--data", type=Path, default=DEFAULT_TRAIN_DIR, help="folder of training photos")
+    p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR, help="Kodak folder for quick evaluation")
+    p.add_argument("--out", type=Path, required=True, help="run folder (state, log, best checkpoint)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.*")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="slim")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
+    p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--patch", type=int, default=128, help="crop side, a multiple of 8")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (overrides a resumed one)")
+    p.add_argument("--warmup", type=int, default=200, help="linear lr warm-up steps of a fresh run")
+    p.add_argument("--gamma", type=float, default=2.0, help="weight of the rate hinge")
+    p.add_argument(
+        "--gamma-under",
+        type=float,
+        default=0.5,
+        help="weight of the lower hinge max(r - mean(p), 0) that keeps the map from collapsing",
+    )
+    p.add_argument("--rate-min", type=float, default=0.02)
+    p.add_argument("--rate-max", type=float, default=0.85)
+    p.add_argument("--uniform-steps", type=int, default=1000, help="stage-1 steps with uniform maps only")
+    p.add_argument("--uniform-frac", type=float, default=0.125, help="share of uniform maps after stage 1")
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--save-minutes", type=float, default=1.0, help="train-state save interval")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.patch % 8:
+        raise SystemExit("--patch must be a multiple of 8")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    dev = torch.device(args.device)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    resuming = args.resume and (out / "train_state.json").is_file()
+    config = PRESETS[args.preset]
+    if resuming:
+        config = ModelConfig.from_dict(json.loads((out / "train_state.json").read_text())["config"])
+    model = CWICModel(config).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    info = {
+        "step": 0,
+        "wall_seconds": 0.0,
+        "best_score": -math.inf,
+        "np_rng": None,
+        "sessions": [],
+        "preset": args.preset,
+    }
+    if resuming:
+        info.update(load_train_state(out, model, opt))
+    rng = np.random.default_rng(args.seed)
+    if info["np_rng"]:
+        rng.bit_generator.state = info["np_rng"]
+    info["sessions"] = info["sessions"] + [_session(args)]
+
+    files_train, files_val = split(list_images(args.data))
+    sampler = PatchSampler(files_train, args.patch)
+    val = torch.from_numpy(center_crops(files_val[:16], args.patch))
+    kodak = [_load_rgb(args.kodak / n) for n in QUICK_KODAK if (args.kodak / n).is_file()]
+    print(
+        f"cwic train: {'resumed' if resuming else args.preset}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
+        f"{len(sampler.images)} train / {len(files_val)} val photos, step {info['step']}, device {dev}, "
+        f"{torch.get_num_threads()} threads",
+        flush=True,
+    )
+
+    stop = {"flag": False}
+    previous = {sig: signal.signal(sig, lambda *_: stop.update(flag=True)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _loop(_Run(args, model, opt, info, rng, sampler, val, kodak, dev), stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class _Run:
+    """What the loop works on, set up by `main`."""
+
+    args: argparse.Namespace
+    model: CWICModel
+    opt: torch.optim.Optimizer
+    info: dict
+    rng: np.random.Generator
+    sampler: PatchSampler
+    val: torch.Tensor
+    kodak: list[np.ndarray]
+    dev: torch.device
+
+
+def _loop(run: _Run, stop: dict) -> int:
+    """The training loop proper; saves the train state on exit, every --save-minutes and at SIGTERM."""
+    args, model, opt, info, rng, dev = run.args, run.model, run.opt, run.info, run.rng, run.dev
+    config, out = model.config, args.out
+    resuming = info["step"] > 0
+    log = (out / "log.jsonl").open("a")
+
+    start = time.time()
+    wall0 = info["wall_seconds"]
+    last_save = start
+    acc: dict[str, float] = {}
+    bar = tqdm(total=args.steps, initial=info["step"], dynamic_ncols=True, mininterval=2.0)
+    model.train()
+    while not stop["flag"]:
+        if args.steps is not None and info["step"] >= args.steps:
+            break
+        if args.minutes is not None and time.time() - start >= args.minutes * 60:
+            break
+        step = info["step"] + 1
+        lr = args.lr * min(1.0, step / args.warmup) if not resuming else args.lr
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = torch.from_numpy(run.sampler.batch(rng, args.batch)).to(dev)
+        rate = torch.from_numpy(rng.uniform(args.rate_min, args.rate_max, args.batch).astype(np.float32)).to(dev)
+        use_uniform = (
+            np.ones(args.batch, bool) if step <= args.uniform_steps else rng.random(args.batch) < args.uniform_frac
+        )
+        uniform = torch.from_numpy(np.where(use_uniform, rng.uniform(0, 1, args.batch), np.nan).astype(np.float32)).to(
+            dev
+        )
+        res = model(x, rate, uniform)
+        mse = ((res["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))
+        mean_p = res["p"].mean(dim=(1, 2, 3))
+        learned = torch.from_numpy(~use_uniform).to(dev)
+        over, under = torch.clamp(mean_p - rate, min=0), torch.clamp(rate - mean_p, min=0)
+        loss = (mse + (args.gamma * over + args.gamma_under * under) * learned).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        info["step"] = step
+        bpp = float(res["mask"].detach().mean()) * config.n / 64
+        stats = {"loss": loss.item(), "psnr": float((-10 * torch.log10(mse.detach())).mean()), "raw_bpp": bpp}
+        if (~use_uniform).any():
+            sel = torch.from_numpy(~use_uniform)
+            stats["p_minus_r"] = float((mean_p.detach().cpu() - rate.cpu())[sel].mean())
+        for k, v in stats.items():
+            acc[k] = acc.get(k, 0.0) + v
+        acc["n"] = acc.get("n", 0) + 1
+        bar.update(1)
+        if step % 20 == 0:
+            avg = {k: v / acc["n"] for k, v in acc.items() if k != "n"}
+            bar.set_postfix(
+                loss=f"{avg['loss']:.4f}",
+                psnr=f"{avg['psnr']:.2f}",
+                bpp=f"{avg['raw_bpp']:.3f}",
+                dp=f"{avg.get('p_minus_r', float('nan')):+.3f}",
+            )
+            info["wall_seconds"] = wall0 + time.time() - start
+            _log(
+                log,
+                {
+                    "step": step,
+                    "lr": lr,
+                    "wall_s": round(info["wall_seconds"], 1),
+                    **{k: round(v, 5) for k, v in avg.items()},
+                },
+            )
+            acc = {}
+        if step % args.eval_every == 0:
+            info["wall_seconds"] = wall0 + time.time() - start
+            ev = evaluate_quick(model, run.val, run.kodak, dev)
+            _log(log, {"step": step, "wall_s": round(info["wall_seconds"], 1), "eval": ev})
+            tqdm.write(f"step {step}: val {ev['val']}  kodak {ev['kodak']}")
+            if ev["score"] > info["best_score"]:
+                info["best_score"] = ev["score"]
+                save_checkpoint(out / "best", model, _card(args, config, info, ev))
+            model.train()
+        if time.time() - last_save >= args.save_minutes * 60:
+            info["wall_seconds"] = wall0 + time.time() - start
+            save_train_state(out, model, opt, dict(info, np_rng=rng.bit_generator.state))
+            last_save = time.time()
+    bar.close()
+    info["wall_seconds"] = wall0 + time.time() - start
+    save_train_state(out, model, opt, dict(info, np_rng=rng.bit_generator.state))
+    print(f"saved step {info['step']} ({info['wall_seconds'] / 60:.1f} min in total) to {out}", flush=True)
+    return 0
+
+
+@torch.no_grad()
+def evaluate_quick(model: CWICModel, val: torch.Tensor, kodak: list[np.ndarray], dev: torch.device) -> dict:
+    """Validation crops and a few Kodak images at EVAL_RATES: PSNR, MS-SSIM, raw bpp, mean p."""
+    model.eval()
+    out: dict = {"val": {}, "kodak": {}}
+    scores = []
+    for r in EVAL_RATES:
+        x_hat, _, mask = reconstruct(model, val.to(dev), r)
+        mse = ((x_hat - val.to(dev)) ** 2).mean(dim=(1, 2, 3))
+        v_psnr = float((-10 * torch.log10(mse)).mean())
+        v_bpp = raw_bpp(mask, val.shape[-2:])
+        out["val"][str(r)] = {"psnr": round(v_psnr, 3), "raw_bpp": round(v_bpp, 4)}
+        scores.append(v_psnr - RD_SLOPE * v_bpp)
+        rows = []
+        for img in kodak:
+            x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(255).to(dev)
+            y, _, m = reconstruct(model, x, r)
+            rec = (y[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+            rows.append((psnr(img, rec), ms_ssim(img, rec), raw_bpp(m, img.shape[:2])))
+        if rows:
+            out["kodak"][str(r)] = {
+                k: round(float(np.mean([row[i] for row in rows])), 4)
+                for i, k in enumerate(("psnr", "ms_ssim", "raw_bpp"))
+            }
+    out["score"] = round(float(np.mean(scores)), 4)
+    return out
+
+
+def _card(args: argparse.Namespace, config: ModelConfig, info: dict, ev: dict) -> dict:
+    return {
+        "format": "cwic-checkpoint/1",
+        "preset": info.get("preset"),
+        "training": {
+            "steps": info["step"],
+            "wall_seconds": round(info["wall_seconds"], 1),
+            "sessions": info["sessions"],
+            "data": str(args.data.name),
+            "recipe": "MSE + gamma*max(mean(p)-r,0) + gamma_under*max(r-mean(p),0), "
+            "r~U(rate_min,rate_max) fed to the importance net",
+        },
+        "quick_eval": ev,
+    }
+
+
+def _session(args: argparse.Namespace) -> dict:
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "cpu_count": torch.get_num_threads(),
+        "device": args.device,
+        "cuda": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _log(fh, obj: dict) -> None:
+    fh.write(json.dumps(obj) + "\n")
+    fh.flush()

@@ -1,0 +1,118 @@
+"""The network: shapes, padding, binarizer and mask (values and proxy gradients)."""
+
+import pytest
+import torch
+
+from cwic.config import PRESETS, ModelConfig
+from cwic.model import (
+    MIN_SIDE,
+    Binarize,
+    CWICModel,
+    ImportanceMask,
+    mask_from_levels,
+    pad_to_multiple,
+    quantize_importance,
+    reconstruct,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> CWICModel:
+    torch.manual_seed(0)
+    return CWICModel(PRESETS["tiny"]).eval()
+
+
+@pytest.mark.parametrize(("h", "w"), [(17, 29), (512, 768), (16, 16), (33, 8 * 5)])
+def test_reconstruct_keeps_any_size(tiny: CWICModel, h: int, w: int) -> None:
+    x = torch.rand(1, 3, h, w)
+    y, q, mask = reconstruct(tiny, x, 0.3)
+    assert y.shape == x.shape
+    assert 0 <= float(y.min()) and float(y.max()) <= 1
+    assert q.shape == (1, 1, -(-h // 8), -(-w // 8))
+    assert mask.shape == (1, tiny.config.n, -(-h // 8), -(-w // 8))
+
+
+def test_padding_replicates_edges() -> None:
+    x = torch.arange(17 * 29, dtype=torch.float32).view(1, 1, 17, 29)
+    xp, size = pad_to_multiple(x)
+    assert size == (17, 29) and xp.shape == (1, 1, 24, 32)
+    assert torch.equal(xp[..., :17, :29], x)
+    assert torch.equal(xp[..., 23, :29], x[..., 16, :])
+    assert torch.equal(xp[..., :17, 31], x[..., :, 28])
+
+
+@pytest.mark.parametrize(("h", "w"), [(15, 64), (64, 8), (1, 1)])
+def test_too_small_images_are_rejected(tiny: CWICModel, h: int, w: int) -> None:
+    with pytest.raises(ValueError, match=f"{w}x{h}; cwic needs at least {MIN_SIDE}x{MIN_SIDE}"):
+        reconstruct(tiny, torch.rand(1, 3, h, w), 0.3)
+
+
+def test_training_forward_shapes(tiny: CWICModel) -> None:
+    out = tiny(torch.rand(2, 3, 32, 48), torch.tensor([0.2, 0.6]), torch.tensor([float("nan"), 0.5]))
+    assert out["x_hat"].shape == (2, 3, 32, 48)
+    assert out["p"].shape == (2, 1, 4, 6) and out["bits"].shape == out["mask"].shape == (2, 64, 4, 6)
+    assert torch.all(out["p"][1] == 0.5)  # the uniform sample uses the constant map
+
+
+def test_binarizer_values_and_straight_through_gradient() -> None:
+    e = torch.tensor([0.0, 0.2, 0.5, 0.5001, 0.9, 1.0], requires_grad=True)
+    b = Binarize.apply(e)
+    assert b.tolist() == [0, 0, 0, 1, 1, 1]
+    (b * torch.arange(6.0)).sum().backward()
+    assert e.grad.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_quantization_and_mask_values() -> None:
+    c = ModelConfig()
+    p = torch.tensor([0.0, 0.0624, 0.0625, 0.5, 0.999, 1.0]).view(1, 1, 1, 6)
+    q = quantize_importance(p, c.levels)
+    assert q.flatten().tolist() == [0, 0, 1, 8, 15, 15]
+    mask = ImportanceMask.apply(p, c.n, c.levels)
+    assert mask.sum(dim=1).flatten().tolist() == [4, 4, 8, 36, 64, 64]
+    assert torch.equal(mask, mask_from_levels(q, c.n, c.levels))
+    # kept channels are always a prefix
+    assert torch.all(mask[:, 1:] <= mask[:, :-1])
+
+
+def test_mask_gradient_is_nonzero_exactly_in_the_window() -> None:
+    n, levels = 64, 16
+    p = torch.tensor([0.3]).view(1, 1, 1, 1).requires_grad_()
+    mask = ImportanceMask.apply(p, n, levels)
+    kept = int(mask.sum())  # floor(16 * 0.3) = 4 -> 5 groups -> 20 channels
+    assert kept == 20
+    for k in range(n):
+        if p.grad is not None:
+            p.grad = None
+        m = ImportanceMask.apply(p, n, levels)
+        m[0, k, 0, 0].backward()
+        inside = kept - n // levels <= k < kept + n // levels
+        assert float(p.grad) == (levels if inside else 0.0), k
+
+
+def test_mask_gradient_sums_upstream_over_the_window() -> None:
+    p = torch.full((2, 1, 3, 3), 0.5, requires_grad=True)
+    m = ImportanceMask.apply(p, 64, 16)
+    upstream = torch.randn_like(m)
+    (m * upstream).sum().backward()
+    kept = 36
+    expected = 16 * upstream[:, kept - 4 : kept + 4].sum(dim=1, keepdim=True)
+    assert torch.allclose(p.grad, expected)
+
+
+def test_gradients_reach_every_part() -> None:
+    torch.manual_seed(0)
+    model = CWICModel(PRESETS["tiny"])
+    out = model(torch.rand(2, 3, 32, 32), torch.tensor([0.3, 0.5]))
+    loss = ((out["x_hat"] - 0.5) ** 2).mean() + out["p"].mean()
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    assert model.encoder.to_codes.weight.grad.abs().sum() > 0
+    assert model.importance.conv1.weight.grad.abs().sum() > 0
+
+
+def test_config_rejects_bad_widths() -> None:
+    with pytest.raises(ValueError, match="multiple of levels"):
+        ModelConfig(n=60)
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ModelConfig.from_dict({"n": 64, "widthh": 3})

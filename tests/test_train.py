@@ -1,0 +1,59 @@
+"""Training: a tiny run writes a checkpoint and resumes exactly where it stopped."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import load_file
+
+from cwic.checkpoint import load_checkpoint
+from cwic.train import main as train_main
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:112]
+    for i in range(8):
+        base = np.stack([(xx * (i + 1)) % 256, (yy * 3) % 256, (xx + yy) % 256], axis=2)
+        img = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"photo{i}.jpg", quality=95)
+    return folder
+
+
+def _args(photos: Path, out: Path, steps: int) -> list[str]:
+    return [
+        "--data", str(photos), "--kodak", str(photos / "none"), "--out", str(out), "--preset", "tiny",
+        "--steps", str(steps), "--batch", "2", "--patch", "32", "--uniform-steps", "2", "--warmup", "1",
+        "--eval-every", "3", "--threads", "1",
+    ]  # fmt: skip
+
+
+def test_resume_continues_the_same_run(photos: Path, tmp_path: Path) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train_main(_args(photos, straight, 5)) == 0
+    assert train_main(_args(photos, split, 3)) == 0
+    assert json.loads((split / "train_state.json").read_text())["step"] == 3
+    assert train_main(_args(photos, split, 5) + ["--resume"]) == 0
+
+    info = json.loads((split / "train_state.json").read_text())
+    assert info["step"] == 5 and len(info["sessions"]) == 2
+    # weights, Adam moments and both RNGs were restored: the split run equals the straight one
+    a = load_file(str(straight / "train_state.safetensors"))
+    b = load_file(str(split / "train_state.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        if k.startswith("model."):
+            assert np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6), k
+
+
+def test_run_exports_a_loadable_best_checkpoint(photos: Path, tmp_path: Path) -> None:
+    assert train_main(_args(photos, tmp_path, 3)) == 0
+    model, card, extra = load_checkpoint(tmp_path / "best")
+    assert card["training"]["steps"] == 3 and card["config"] == model.config.to_dict()
+    assert extra == {}
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert any("eval" in row for row in log)
