@@ -1,0 +1,294 @@
+"""`python -m cwic evaluate`: cwic against JPEG, JPEG 2000, WebP and AVIF at matched rates.
+
+For every image: every cwic level (bpp from the real .cwic file), the uniform-importance ablation
+at the same levels, each classical codec searched to the bpp cwic reached on that image, and a
+fixed quality sweep per classical codec for full curves. Writes `results.json` (per-image rows +
+one CompressAI-style curve per codec), RD plots and a BD-rate table (see docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import baselines
+from .bdrate import bd_rate_curves
+
+CWIC_CODECS = ("cwic", "cwic-uniform")
+ALL_CODECS = CWIC_CODECS + baselines.CODECS
+METRICS = ("psnr-rgb", "ssim-rgb", "ms-ssim-rgb")
+ANCHORS = ("jpeg", "jpeg2000")
+NAMES = {
+    "cwic": "cwic",
+    "cwic-uniform": "cwic, uniform importance (ablation)",
+    "jpeg": "JPEG",
+    "jpeg2000": "JPEG 2000",
+    "webp": "WebP",
+    "avif": "AVIF",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cwic evaluate", description=__doc__)
+    p.add_argument("--images", type=Path, required=True, help="folder of images (e.g. ../shared/data/kodak)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (results.json, plots, bdrate.*)")
+    p.add_argument("--codecs", nargs="+", default=list(ALL_CODECS), choices=ALL_CODECS, metavar="CODEC")
+    p.add_argument("--levels", nargs="+", type=int, default=None, help="cwic levels (default: all)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: shipped)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (trial runs)")
+    p.add_argument("--tol", type=float, default=0.02, help="relative bpp tolerance of rate matching")
+    p.add_argument("--no-sweep", action="store_true", help="skip the fixed quality sweeps")
+    p.add_argument(
+        "--reference",
+        nargs="?",
+        type=Path,
+        const=Path(__file__).resolve().parents[2] / "shared" / "reference",
+        default=None,
+        help="add published Kodak curves to the plots (folder, default ../shared/reference)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="worker processes, one image each (use 2 on an idle 2-core box)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest on a busy machine)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        images = _list_images(args.images, args.limit)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        print(f"cwic evaluate: {e}", file=sys.stderr)
+        return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    codec = None
+    if any(c in CWIC_CODECS for c in args.codecs):
+        from . import Codec
+        from .errors import CwicError
+
+        try:
+            codec = Codec.load(args.checkpoint) if args.checkpoint else Codec.load()
+        except (CwicError, OSError) as e:
+            print(f"cwic evaluate: {e}", file=sys.stderr)
+            return 2
+    levels = args.levels or ([lv["level"] for lv in codec.levels] if codec else [])
+    if codec and (bad := [k for k in levels if k not in {lv["level"] for lv in codec.levels}]):
+        print(f"cwic evaluate: no such level(s) {bad}; the checkpoint has {len(codec.levels)}", file=sys.stderr)
+        return 2
+    results = run(images, codec, args.codecs, levels, args.tol, not args.no_sweep, args.jobs)
+    results["checkpoint"] = _checkpoint_info(args.checkpoint) if codec else None
+    for key in (k for k in CWIC_CODECS if k in results["curves"]):
+        results["curves"][key]["description"] += f"; checkpoint {results['checkpoint']['weights_id']}"
+    write_outputs(results, args.out, args.reference)
+    print(f"wrote {args.out}/results.json, rd_*.png, bdrate.md ({results['elapsed_s']:.0f} s)")
+    return 0
+
+
+def run(
+    images: list[Path], codec, codecs: list[str], levels: list[int], tol: float, sweep: bool = True, jobs: int = 1
+) -> dict:
+    """Evaluate every image (in `jobs` processes); returns the results dict written to results.json."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    args = [(i, path, codecs, levels, tol, sweep) for i, path in enumerate(images)]
+    _WORKER["codec"] = codec
+    if jobs > 1:
+        import multiprocessing
+
+        # fork: the workers share the loaded model; each runs one torch thread
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            done = list(tqdm(pool.map(_evaluate_image, args), total=len(args), **TQDM))
+    else:
+        done = [_evaluate_image(a) for a in tqdm(args, **TQDM)]
+    rows = [row for _, _, image_rows, _ in done for row in image_rows]
+    curves = make_curves(rows, len(images))
+    return {
+        "name": "cwic evaluation",
+        "images": {name: size for name, size, _, _ in done},
+        "codecs": list(codecs),
+        "levels": list(levels),
+        "tolerance": tol,
+        "encoders": baselines.encoder_versions(),
+        "machine": {"cpu_count": os.cpu_count(), "jobs": jobs},
+        "elapsed_s": time.perf_counter() - t0,
+        "decoded_files_checked": sum(d for *_, d in done),
+        "rows": rows,
+        "curves": curves,
+        "bdrate": bdrate_table(curves),
+    }
+
+
+_WORKER: dict = {}
+TQDM = {"unit": "img", "desc": "evaluate", "file": sys.stderr}
+
+
+def _evaluate_image(args: tuple) -> tuple[str, dict, list[dict], int]:
+    """All codecs on one image: (name, size, rows, number of .cwic files decoded and checked)."""
+    from .images import load_rgb
+
+    index, path, codecs, levels, tol, sweep = args
+    codec = _WORKER["codec"]
+    rgb = load_rgb(path)
+    rows: list[dict] = []
+    cwic_bpp, decoded = {}, 0
+    for name in (c for c in CWIC_CODECS if c in codecs):
+        for k in levels:
+            c = codec.compress(rgb, level=k, uniform=name == "cwic-uniform")
+            if index == 0 and name == "cwic":  # the first image: decode the real files too
+                if not np.array_equal(codec.decompress(c.data), c.reconstruction):
+                    raise RuntimeError(f"{path.name} level {k}: decoded file differs from the encoder's image")
+                decoded += 1
+            row = {"codec": name, "kind": "level", "level": k, "rate": c.rate, "bytes": len(c.data), "bpp": c.bpp}
+            rows.append({"image": path.name, **row, **score(rgb, c.reconstruction)})
+            if name == "cwic":
+                cwic_bpp[k] = c.bpp
+    for name in (c for c in baselines.CODECS if c in codecs):
+        cache: dict = {}
+        if sweep:
+            for e in baselines.sweep(name, rgb, cache):
+                rows.append({"image": path.name, "kind": "sweep", **e.row(), **score(rgb, e.reconstruction)})
+        for k, target in cwic_bpp.items():
+            e = baselines.encode_at_bpp(name, rgb, target, tol, cache)
+            rows.append({"image": path.name, "kind": "matched", "level": k, **e.row(), **score(rgb, e.reconstruction)})
+    return path.name, {"width": rgb.shape[1], "height": rgb.shape[0]}, rows, decoded
+
+
+def score(ref: np.ndarray, rec: np.ndarray) -> dict:
+    """The three metrics of docs/metrics.md; non-finite or unscorable values become None."""
+    from .metrics import ms_ssim, psnr, ssim
+
+    out = {"psnr-rgb": psnr(ref, rec), "ssim-rgb": ssim(ref, rec), "ms-ssim-rgb": ms_ssim(ref, rec)}
+    return {k: (v if v is not None and math.isfinite(v) else None) for k, v in out.items()}
+
+
+def make_curves(rows: list[dict], n_images: int) -> dict:
+    """One CompressAI-style curve per codec: bpp and metrics averaged over images per point.
+
+    cwic points are its levels, rate-matched classical points are keyed by the cwic level they
+    were matched to, sweep points by their setting (curve name `<codec>-sweep`). A mean that
+    includes an unscorable image (None) is None.
+    """
+    groups: dict[str, dict] = {}
+    for r in rows:
+        if r["kind"] == "sweep":
+            spec = baselines.SPECS[r["codec"]]
+            key, point = f"{r['codec']}-sweep", r["settings"][spec.knob]
+        else:
+            key, point = r["codec"], r["level"]
+        groups.setdefault(key, {}).setdefault(point, []).append(r)
+    curves = {}
+    for key, points in groups.items():
+        base = key.removesuffix("-sweep")
+        what = {
+            "level": f"mean over {n_images} images per cwic level; bpp from real file bytes",
+            "matched": f"rate-matched per image to cwic's bpp at each level; mean over {n_images} images",
+            "sweep": f"fixed quality sweep, mean over {n_images} images per setting",
+        }[next(iter(points.values()))[0]["kind"]]
+        ordered = sorted(points.items())
+        results = {"bpp": [_mean([r["bpp"] for r in rs]) for _, rs in ordered]}
+        results.update({m: [_mean([r[m] for r in rs]) for _, rs in ordered] for m in METRICS})
+        if base in baselines.SPECS:
+            what = f"{what}. {baselines.describe(base)}"
+        curves[key] = {
+            "name": NAMES[base] + (" (sweep)" if key.endswith("-sweep") else ""),
+            "description": what,
+            "points": [p for p, _ in ordered],
+            "results": results,
+        }
+    return curves
+
+
+def bdrate_table(curves: dict) -> dict:
+    """BD-rate (%) of every codec against JPEG and JPEG 2000, on rate-matched and on sweep anchors."""
+    table: dict = {}
+    for anchor_kind, suffix in (("matched", ""), ("sweep", "-sweep")):
+        for anchor in ANCHORS:
+            a = curves.get(anchor + suffix)
+            if a is None:
+                continue
+            for test in (c for c in ALL_CODECS if c in curves and c != anchor):
+                entry = {m: bd_rate_curves(a["results"], curves[test]["results"], m) for m in METRICS}
+                table.setdefault(anchor_kind, {}).setdefault(anchor, {})[test] = entry
+    return table
+
+
+def bdrate_markdown(results: dict) -> str:
+    """The BD-rate tables as markdown (negative = fewer bits than the anchor at equal quality)."""
+    table = results["bdrate"]
+    n = len(results["images"])
+    lines = [
+        "# BD-rate (%)",
+        "",
+        f"Bjøntegaard delta rate over {n} images; negative = fewer bits than the anchor for the same",
+        "quality. Curves are means over images per cwic level; SSIM and MS-SSIM are fitted in dB. Empty =",
+        "the quality ranges do not overlap. See docs/evaluation.md.",
+    ]
+    titles = {
+        "matched": "Anchors rate-matched per image to cwic",
+        "sweep": "Anchors from the fixed quality sweep (wider range)",
+    }
+    for kind, by_anchor in table.items():
+        anchors = list(by_anchor)
+        tests = [t for t in ALL_CODECS if any(t in by_anchor[a] for a in anchors)]
+        head = ["codec"] + [f"vs {NAMES[a]} {m.removesuffix('-rgb').upper()}" for a in anchors for m in METRICS]
+        lines += ["", f"## {titles[kind]}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for t in tests:
+            cells = [_fmt(by_anchor[a].get(t, {}).get(m)) for a in anchors for m in METRICS]
+            lines.append("| " + " | ".join([NAMES[t]] + cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(results: dict, out: Path, reference: Path | None = None) -> None:
+    """results.json, bdrate.json, bdrate.md and the three RD plots."""
+    from .plots import plot_all
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
+    bd = {"images": len(results["images"]), "encoders": results["encoders"], "bdrate": results["bdrate"]}
+    (out / "bdrate.json").write_text(json.dumps(bd, indent=1, allow_nan=False) + "\n")
+    (out / "bdrate.md").write_text(bdrate_markdown(results))
+    plot_all(results, out, reference)
+
+
+def _checkpoint_info(folder: Path | None) -> dict:
+    from .checkpoint import DEFAULT_CHECKPOINT, weights_id
+
+    folder = Path(folder or DEFAULT_CHECKPOINT)
+    info = {"path": str(folder), "weights_id": weights_id(folder / "model.safetensors")}
+    card = folder / "model.json"
+    if card.exists():
+        meta = json.loads(card.read_text())
+        info.update({k: meta[k] for k in ("name", "steps", "levels") if k in meta})
+    return info
+
+
+def _list_images(folder: Path, limit: int | None) -> list[Path]:
+    from .data import list_images
+
+    if not folder.is_dir():
+        raise NotADirectoryError(f"not a folder: {folder}")
+    files = list_images(folder)
+    return files[:limit] if limit else files
+
+
+def _mean(values: list) -> float | None:
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:+.1f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""`cwic evaluate`: the results.json layout, plots, BD-rate table and bad input, on small images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cwic import baselines, evaluate
+
+KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
+CURVE_KEYS = {"bpp", "psnr-rgb", "ssim-rgb", "ms-ssim-rgb"}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("imgs")
+    for i, name in enumerate(("kodim05.png", "kodim23.png")):
+        if (KODAK / name).exists():
+            rgb = np.asarray(Image.open(KODAK / name).convert("RGB"))[64:160, 96:224]
+        else:
+            yy, xx = np.mgrid[0:96, 0:128]
+            rgb = np.stack([(xx * (2 + i)) % 256, (yy * 3) % 256, (xx + yy) % 256], -1).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / f"img{i}.png")
+    return folder
+
+
+def _codec_or_skip():
+    from cwic import Codec
+    from cwic.errors import CwicError
+
+    try:
+        return Codec.load()
+    except CwicError as e:
+        pytest.skip(f"no usable checkpoint: {e}")
+
+
+def _check_layout(out: Path, codecs: list[str], n_images: int) -> dict:
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["images"]) == {"img0.png", "img1.png"} and len(results["images"]) == n_images
+    assert {"Pillow", "openjpeg", "libwebp", "libavif", "libjpeg-turbo"} <= set(results["encoders"])
+    for key, curve in results["curves"].items():
+        assert set(curve) >= {"name", "description", "results"}, key
+        assert set(curve["results"]) == CURVE_KEYS, key
+        n = len(curve["results"]["bpp"])
+        assert all(len(v) == n for v in curve["results"].values())
+        assert curve["results"]["ms-ssim-rgb"] == [None] * n  # 96x128 is too small for MS-SSIM
+        assert curve["points"] == sorted(curve["points"]) and len(curve["points"]) == n
+    for row in results["rows"]:
+        assert row["image"] in results["images"] and row["codec"] in codecs
+        size = results["images"][row["image"]]
+        assert row["bpp"] == pytest.approx(row["bytes"] * 8 / (size["width"] * size["height"]))
+        assert row["ms-ssim-rgb"] is None and 0 < row["ssim-rgb"] <= 1
+    for name in ("rd_psnr.png", "rd_ssim.png", "rd_msssim.png", "bdrate.md", "bdrate.json"):
+        assert (out / name).stat().st_size > 0, name
+    return results
+
+
+def test_classical_sweeps_without_a_model(images, tmp_path):
+    out = tmp_path / "out"
+    assert evaluate.main(["--images", str(images), "--out", str(out), "--codecs", "jpeg", "webp"]) == 0
+    results = _check_layout(out, ["jpeg", "webp"], 2)
+    assert set(results["curves"]) == {"jpeg-sweep", "webp-sweep"}
+    assert len(results["rows"]) == 2 * sum(len(baselines.SPECS[c].sweep) for c in ("jpeg", "webp"))
+
+
+def test_full_run_with_cwic(images, tmp_path):
+    codec = _codec_or_skip()
+    levels = [codec.levels[0]["level"], codec.levels[-1]["level"]]
+    out = tmp_path / "out"
+    argv = ["--images", str(images), "--out", str(out), "--levels", *map(str, levels), "--no-sweep"]
+    assert evaluate.main(argv + ["--codecs", "cwic", "cwic-uniform", "jpeg", "jpeg2000"]) == 0
+    results = _check_layout(out, ["cwic", "cwic-uniform", "jpeg", "jpeg2000"], 2)
+    assert set(results["curves"]) == {"cwic", "cwic-uniform", "jpeg", "jpeg2000"}
+    assert results["curves"]["cwic"]["points"] == levels
+    cwic = {(r["image"], r["level"]): r for r in results["rows"] if r["codec"] == "cwic"}
+    for r in (r for r in results["rows"] if r["kind"] == "matched"):
+        assert r["target_bpp"] == cwic[r["image"], r["level"]]["bpp"]
+    assert "jpeg2000" in results["bdrate"]["matched"] and "cwic" in results["bdrate"]["matched"]["jpeg"]
+    assert "| cwic |" in (out / "bdrate.md").read_text()
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    assert evaluate.main(["--images", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert evaluate.main(["--images", str(tmp_path), "--out", str(tmp_path / "o"), "--codecs", "jpeg"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("cwic evaluate:") == 2 and "Traceback" not in err
