@@ -1,0 +1,210 @@
+"""`Codec`: image <-> .cwic bytes with the content-weighted autoencoder and the learned entropy coder.
+
+The encoder runs the decoder's own rendering function on the tensors the decoder will rebuild
+(q and the kept bits), so `Compressed.reconstruction` equals `Codec.decompress(data)` bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import bitstream
+from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from .entropy import EntropyModel
+from .errors import CheckpointError, ImageError
+from .images import check_rgb
+from .model import mask_from_levels, pad_to_multiple, quantize_importance
+
+DEFAULT_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)  # used until `train-entropy` calibrates the card
+DEFAULT_LEVEL = 3
+RATE_MIN, RATE_MAX = 0.005, 0.98  # search range of `bpp=`
+BPP_TOLERANCE = 0.01  # relative tolerance of the `bpp=` search
+
+
+@dataclass
+class Compressed:
+    """A compressed image: the file bytes plus diagnostics (all from the coded symbols)."""
+
+    data: bytes
+    width: int
+    height: int
+    level: int  # 0 when compressed with bpp=
+    rate: float  # the rate r stored in the header
+    uniform: bool
+    importance: np.ndarray  # (h, w) float32 p (after uniform / roi)
+    importance_levels: np.ndarray  # (h, w) int q in [0, L)
+    kept_channels: np.ndarray  # (h, w) int (n/L)(q+1)
+    bits_per_block: np.ndarray  # (h, w) float64, sums to payload_bits
+    map_bits: float  # information content of the map, as coded
+    code_bits: float  # information content of the kept bits, as coded
+    payload_bits: int  # 8 x (map section + bits section)
+    reconstruction: np.ndarray = field(repr=False)  # H x W x 3 uint8 == decompress(data)
+
+    @property
+    def bpp(self) -> float:
+        """File size in bits per pixel, header and CRC included."""
+        return len(self.data) * 8 / (self.width * self.height)
+
+    @property
+    def raw_bits(self) -> int:
+        """Kept bits plus 4 bits per map entry: the size without context coding."""
+        return int(self.kept_channels.sum()) + 4 * self.kept_channels.size
+
+
+class Codec:
+    """A loaded checkpoint (autoencoder + entropy models + calibrated levels)."""
+
+    def __init__(self, model, card: dict, entropy: EntropyModel) -> None:
+        self.model, self.card, self.entropy = model, card, entropy
+        self.n, self.L = model.config.n, model.config.levels
+        self.checkpoint_id: str = card["weights_id"]
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> Codec:
+        """Load a checkpoint folder (default: the shipped checkpoints/cwic-slim)."""
+        folder = Path(folder or DEFAULT_CHECKPOINT)
+        try:
+            model, card, extra = load_checkpoint(folder)
+        except FileNotFoundError as e:
+            raise CheckpointError(str(e)) from None
+        return cls(model, card, EntropyModel(extra, model.config.n, model.config.levels))
+
+    @property
+    def levels(self) -> list[dict]:
+        """[{"level": K, "rate": r, "bpp": mean Kodak bpp or None}], level 1 = lowest rate."""
+        if self.card.get("levels"):
+            return [dict(lv) for lv in self.card["levels"]]
+        return [{"level": k + 1, "rate": r, "bpp": None} for k, r in enumerate(DEFAULT_RATES)]
+
+    def rate_of(self, level: int) -> float:
+        """The rate r of a level; ImageError-style ValueError for an unknown level."""
+        for lv in self.levels:
+            if lv["level"] == level:
+                return float(lv["rate"])
+        raise ValueError(f"level must be one of {[lv['level'] for lv in self.levels]}, got {level!r}")
+
+    # -- compression ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def compress(
+        self,
+        rgb: np.ndarray,
+        level: int | None = None,
+        bpp: float | None = None,
+        uniform: bool = False,
+        roi: np.ndarray | None = None,
+    ) -> Compressed:
+        """Compress an H x W x 3 uint8 image at `level` (default 3) or at a target `bpp` (file size)."""
+        rgb = check_rgb(rgb)
+        if level is not None and bpp is not None:
+            raise ValueError("give level or bpp, not both")
+        h_img, w_img = rgb.shape[:2]
+        if roi is not None:
+            roi = np.asarray(roi, dtype=np.float32)
+            if roi.shape != (h_img, w_img) or not np.isfinite(roi).all():
+                raise ImageError(f"roi must be a finite {h_img}x{w_img} array, got shape {roi.shape}")
+        x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
+        xp, _ = pad_to_multiple(x)
+        e, feats = self.model.analyze(xp)
+        bits = (e[0] > 0.5).float()
+        roi_blocks = _block_mean(roi, xp.shape[-2:]) if roi is not None else None
+
+        def importance(rate: float) -> torch.Tensor:
+            p = self.model.importance_map(feats, rate)[0, 0]
+            if uniform:
+                p = torch.full_like(p, float(p.mean()))
+            if roi_blocks is not None:
+                p = p + roi_blocks * (1 - p)
+            return p
+
+        if bpp is None:
+            lvl = DEFAULT_LEVEL if level is None else level
+            rate = _f32(self.rate_of(lvl))
+            p = importance(rate)
+            coded = self._code(p, bits, rate)
+        else:
+            if not (isinstance(bpp, int | float) and 0 < bpp < 64):
+                raise ValueError(f"bpp must be a number in (0, 64), got {bpp!r}")
+            lvl = 0
+            rate, p, coded = self._search_bpp(importance, bits, float(bpp), h_img * w_img)
+        q, (map_s, bits_s, map_info, bits_info) = coded
+        header = bitstream.Header(w_img, h_img, rate, lvl, self.checkpoint_id, uniform, roi is not None)
+        data = bitstream.pack(header, map_s, bits_s)
+        payload = 8 * (len(map_s) + len(bits_s))
+        info = map_info + bits_info
+        recon = self._render(q, bits * mask_from_levels(q[None, None], self.n, self.L)[0], h_img, w_img)
+        return Compressed(
+            data=data,
+            width=w_img,
+            height=h_img,
+            level=lvl,
+            rate=rate,
+            uniform=uniform,
+            importance=p.numpy().astype(np.float32),
+            importance_levels=q.numpy(),
+            kept_channels=((q + 1) * (self.n // self.L)).numpy(),
+            bits_per_block=info * (payload / info.sum()),
+            map_bits=float(map_info.sum()),
+            code_bits=float(bits_info.sum()),
+            payload_bits=payload,
+            reconstruction=recon,
+        )
+
+    def _code(self, p: torch.Tensor, bits: torch.Tensor, rate: float):
+        q = quantize_importance(p, self.L)
+        c = self.entropy.encode(q, bits, rate)
+        return q, (c.map_section, c.bits_section, c.map_info, c.bits_info)
+
+    def _search_bpp(self, importance, bits, target: float, pixels: int):
+        """Bisection on r against the real file size (bpp grows monotonically with r up to quantization)."""
+        overhead = 8 * (bitstream.HEADER_SIZE + bitstream.TRAILER_SIZE)
+        lo, hi = RATE_MIN, RATE_MAX
+        best = None
+        for _ in range(14):
+            rate = _f32((lo + hi) / 2) if best is not None else _f32(min(max(target / 1.2, lo), hi))
+            p = importance(rate)
+            coded = self._code(p, bits, rate)
+            size = 8 * (len(coded[1][0]) + len(coded[1][1])) + overhead
+            got = size / pixels
+            if best is None or abs(got - target) < abs(best[0] - target):
+                best = (got, rate, p, coded)
+            if abs(got - target) <= BPP_TOLERANCE * target:
+                break
+            lo, hi = (rate, hi) if got < target else (lo, rate)
+            if hi - lo < 1e-4:
+                break
+        return best[1], best[2], best[3]
+
+    # -- decompression -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decompress(self, data: bytes) -> np.ndarray:
+        """.cwic bytes -> H x W x 3 uint8. BitstreamError / CheckpointError on bad input."""
+        header, map_s, bits_s = bitstream.parse(data)
+        if header.checkpoint_id != self.checkpoint_id:
+            raise CheckpointError(
+                f"this file needs checkpoint {header.checkpoint_id}; the loaded checkpoint is {self.checkpoint_id}"
+            )
+        hc, wc = -(-header.height // 8), -(-header.width // 8)
+        q, bits = self.entropy.decode(map_s, bits_s, hc, wc, header.rate)
+        return self._render(q, bits, header.height, header.width)
+
+    def _render(self, q: torch.Tensor, bits: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """The decoder: (q, masked 0/1 bits) -> cropped uint8 image. The encoder calls it too."""
+        mask = mask_from_levels(q[None, None], self.n, self.L)
+        x_hat = self.model.synthesize(bits[None] * mask, mask)[0, :, :height, :width]
+        return (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def _f32(r: float) -> float:
+    """r as stored in the header (float32), so encoder and header agree exactly."""
+    return float(np.float32(r))
+
+
+def _block_mean(roi: np.ndarray, padded_hw) -> torch.Tensor:
+    """Mean of the ROI over each 8x8 block (replicate-padded like the image), clipped to [0, 1]."""
+    t = torch.from_numpy(np.clip(roi, 0, 1))[None, None]
+    t, _ = pad_to_multiple(t)
+    return torch.nn.functional.avg_pool2d(t, 8)[0, 0]

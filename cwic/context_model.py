@@ -1,0 +1,187 @@
+"""Staged context models that give the entropy coder its probabilities (replaces the paper's CEC).
+
+Decoding order (both models are called once per stage, predicting a whole stage in parallel):
+- importance map q (h x w, L = 16 classes): 4 stages, the 2x2 phases (0,0), (1,1), (0,1), (1,0);
+  each stage sees the already decoded q values and the rate of the file.
+- code bits: L channel groups of n/L channels; group g in two checkerboard halves, so 2L stages.
+  Each stage sees every decoded bit (+1/-1; unknown or dropped = 0), q, the decoded-neighbour
+  plane of the current group and the rate, and predicts P(bit = 1) for the group's n/L channels.
+
+Training uses float32 modules (`MapContext`, `BitContext`). Coding uses `IntNet`, their integer
+export: integer weights, integer activations, exact float64 arithmetic (every partial sum stays
+below 2^52, so the result is independent of summation order, thread count and CPU), and
+probabilities read from integer tables. Encoder and decoder therefore agree bit for bit on any
+machine.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MAP_STAGES = ((0, 0), (1, 1), (0, 1), (1, 0))  # (row parity, column parity) of each map stage
+ACT_CLAMP = 64.0  # activations are clamped to [0, ACT_CLAMP] (keeps integer inference bounded)
+W_BITS = 12  # weights are integers at scale 2^W_BITS
+A_BITS = 8  # activations are integers at scale 2^A_BITS
+LUT_STEP = 16  # logits are read from the tables in steps of 1/LUT_STEP
+LOGIT_MAX = 14  # Bernoulli logits are clamped to +-LOGIT_MAX
+DIFF_MAX = 255  # categorical logit differences are clamped to DIFF_MAX / LUT_STEP
+PROB_BITS = 16  # table probabilities are integers at scale 2^PROB_BITS, at least 1
+
+
+def rate_plane_value(rate: float) -> int:
+    """The integer rate input both models see: round(16 r)."""
+    return int(round(float(rate) * 16))
+
+
+class StagedNet(nn.Module):
+    """1x1 (+ per-stage bias) -> k x k -> 1x1 -> per-stage 1x1 head; ReLU clamped to [0, ACT_CLAMP]."""
+
+    def __init__(self, c_in: int, width: int, out: int, stages: int, k: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, width, 1, bias=False)
+        self.stage_bias = nn.Parameter(torch.zeros(stages, width))
+        self.conv2 = nn.Conv2d(width, width, k, padding=k // 2)
+        self.conv3 = nn.Conv2d(width, width, 1)
+        self.head_w = nn.Parameter(torch.randn(stages, out, width) * width**-0.5)
+        self.head_b = nn.Parameter(torch.zeros(stages, out))
+        self.k = k
+
+    def forward(self, x: Tensor, stage: Tensor) -> Tensor:
+        """x (B, c_in, h, w), stage (B,) long -> logits (B, out, h, w)."""
+        act = lambda t: t.clamp(0, ACT_CLAMP)  # noqa: E731
+        h = act(self.conv1(x) + self.stage_bias[stage][:, :, None, None])
+        h = act(self.conv2(h))
+        h = act(self.conv3(h))
+        return torch.einsum("boc,bchw->bohw", self.head_w[stage], h) + self.head_b[stage][:, :, None, None]
+
+
+def map_inputs(q: Tensor, stage: Tensor, rate_int: Tensor) -> tuple[Tensor, Tensor]:
+    """(inputs (B, 3, h, w), positions of the stage (B, 1, h, w) bool) for map stages `stage` (B,).
+
+    Inputs: q + 1 where already decoded else 0; the decoded plane; the rate value.
+    """
+    b, _, h, w = q.shape
+    phase = _map_phase(h, w, q.device)  # (1, 1, h, w) stage index of every location
+    s = stage.view(b, 1, 1, 1)
+    known = (phase < s).to(torch.float64 if q.dtype == torch.float64 else torch.float32)
+    x = torch.cat(
+        [(q.to(known.dtype) + 1) * known, known, rate_int.view(b, 1, 1, 1).to(known.dtype).expand_as(known)], 1
+    )
+    return x, (phase == s)
+
+
+def _map_phase(h: int, w: int, device) -> Tensor:
+    ii = torch.arange(h, device=device).view(h, 1) % 2
+    jj = torch.arange(w, device=device).view(1, w) % 2
+    phase = torch.zeros(h, w, dtype=torch.long, device=device)
+    for s, (pi, pj) in enumerate(MAP_STAGES):
+        phase[(ii == pi) & (jj == pj)] = s
+    return phase.view(1, 1, h, w)
+
+
+def checkerboard(h: int, w: int, device=None) -> Tensor:
+    """(1, 1, h, w) long: 0 on the first-coded half, 1 on the second."""
+    ii = torch.arange(h, device=device).view(h, 1)
+    jj = torch.arange(w, device=device).view(1, w)
+    return ((ii + jj) % 2).view(1, 1, h, w)
+
+
+def bit_inputs(bits_pm: Tensor, q: Tensor, stage: Tensor, rate_int: Tensor, group: int) -> tuple[Tensor, Tensor]:
+    """Teacher-forced inputs for bit stages `stage` (B,) = 2 g + half, from complete codes.
+
+    bits_pm (B, n, h, w): kept bits as +-1, dropped 0. Returns (inputs (B, n + 3, h, w), coded
+    positions (B, 1, h, w) bool). `group` = n/L channels per group.
+    """
+    b, n, h, w = bits_pm.shape
+    g = (stage // 2).view(b, 1, 1, 1)
+    half = (stage % 2).view(b, 1, 1, 1)
+    cb = checkerboard(h, w, bits_pm.device)
+    chan_group = (torch.arange(n, device=bits_pm.device) // group).view(1, n, 1, 1)
+    known = (chan_group < g) | ((chan_group == g) & (half == 1) & (cb == 0))
+    x = bits_pm * known.to(bits_pm.dtype)
+    cur = ((q >= g) & (half == 1) & (cb == 0)).to(x.dtype)
+    rate = rate_int.view(b, 1, 1, 1).to(x.dtype).expand(b, 1, h, w)
+    coded = (q >= g) & (cb == half)
+    return torch.cat([x, q.to(x.dtype), cur, rate], 1), coded
+
+
+class MapContext(StagedNet):
+    """Importance-map model: 4 stages, 16-way logits."""
+
+    def __init__(self, levels: int = 16, width: int = 24) -> None:
+        super().__init__(3, width, levels, len(MAP_STAGES), 3)
+
+
+class BitContext(StagedNet):
+    """Code-bit model: 2L stages, one logit per channel of the current group."""
+
+    def __init__(self, n: int = 64, levels: int = 16, width: int = 24) -> None:
+        super().__init__(n + 3, width, n // levels, 2 * levels, 3)
+
+
+# -- integer export and exact inference ------------------------------------------------------------
+def export_int(net: StagedNet, prefix: str) -> dict[str, Tensor]:
+    """Integer tensors (stored as int32) of `net` under `prefix`; checked to stay exact in float64."""
+    fw, fa = 2.0**W_BITS, 2.0**A_BITS
+    r = lambda t, s: torch.round(t.detach().double() * s).to(torch.int32)  # noqa: E731
+    out = {
+        "conv1.w": r(net.conv1.weight, fw),
+        "stage_bias": r(net.stage_bias, fw),  # conv1 sees raw integer inputs: its sums are at scale 2^W
+        "conv2.w": r(net.conv2.weight, fw),
+        "conv2.b": r(net.conv2.bias, fw * fa),
+        "conv3.w": r(net.conv3.weight, fw),
+        "conv3.b": r(net.conv3.bias, fw * fa),
+        "head.w": r(net.head_w, fw),
+        "head.b": r(net.head_b, fw * fa),
+    }
+    out = {f"{prefix}.{k}": v for k, v in out.items()}
+    IntNet(out, prefix)  # validates the exactness bound
+    return out
+
+
+def lookup_tables() -> dict[str, Tensor]:
+    """Integer probability tables (shipped with the weights, so no float exp runs at coding time)."""
+    idx = torch.arange(-LOGIT_MAX * LUT_STEP, LOGIT_MAX * LUT_STEP + 1, dtype=torch.float64)
+    p1 = torch.sigmoid((idx + 0.5) / LUT_STEP)
+    scale = 2**PROB_BITS
+    sig = torch.round(p1 * scale).clamp(1, scale - 1).to(torch.int32)
+    d = torch.arange(DIFF_MAX + 1, dtype=torch.float64)
+    ex = torch.round(torch.exp(-(d + 0.5) / LUT_STEP) * scale).clamp(min=1).to(torch.int32)
+    return {"entropy.lut.sigmoid": sig, "entropy.lut.exp": ex}
+
+
+class IntNet:
+    """Exact integer inference of a StagedNet in float64 (all values are integers below 2^52)."""
+
+    def __init__(self, tensors: dict[str, Tensor], prefix: str) -> None:
+        t = {k[len(prefix) + 1 :]: v.to(torch.float64) for k, v in tensors.items() if k.startswith(prefix + ".")}
+        self.w1, self.sb = t["conv1.w"], t["stage_bias"]
+        self.w2, self.b2 = t["conv2.w"], t["conv2.b"]
+        self.w3, self.b3 = t["conv3.w"], t["conv3.b"]
+        self.hw, self.hb = t["head.w"], t["head.b"]
+        self.stages = self.sb.shape[0]
+        self.k = self.w2.shape[-1]
+        self.act_max = ACT_CLAMP * 2**A_BITS
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        limit = 2.0**52
+        in_max = 2.0**10  # integer inputs: bits +-1, q + 1 <= 16, rate <= 16 (generous)
+        checks = [
+            (self.w1.abs().sum((1, 2, 3)) * in_max + self.sb.abs().max(0).values).max(),
+            (self.w2.abs().sum((1, 2, 3)) * self.act_max + self.b2.abs()).max(),
+            (self.w3.abs().sum((1, 2, 3)) * self.act_max + self.b3.abs()).max(),
+            (self.hw.abs().sum(2) * self.act_max + self.hb.abs()).max(),
+        ]
+        if max(float(c) for c in checks) >= limit:
+            raise ValueError("entropy model weights too large for exact integer inference")
+
+    def __call__(self, x: Tensor, stage: int) -> Tensor:
+        """x (1, c_in, h, w) float64 integers -> integer logits at scale 2^(W_BITS + A_BITS)."""
+        sh1, sh = 2.0 ** (W_BITS - A_BITS), 2.0**W_BITS
+        h = torch.floor((F.conv2d(x, self.w1) + self.sb[stage].view(1, -1, 1, 1)) / sh1).clamp_(0, self.act_max)
+        h = torch.floor(F.conv2d(h, self.w2, self.b2, padding=self.k // 2) / sh).clamp_(0, self.act_max)
+        h = torch.floor(F.conv2d(h, self.w3, self.b3) / sh).clamp_(0, self.act_max)
+        return F.conv2d(h, self.hw[stage][:, :, None, None], self.hb[stage])

@@ -1,0 +1,184 @@
+"""Entropy coding of (importance map, kept bits) with the staged context models and constriction.
+
+Encoder and decoder run the same function, `EntropyModel._run`, which makes the staged network
+calls and hands each stage's probabilities to a `_Coder`: the encoder's coder writes the true
+symbols, the decoder's reads them back. So both sides compute probabilities from identical
+inputs with identical (exact integer) arithmetic. Stage order and inputs: see context_model.py.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+import torch
+from torch import Tensor
+
+from .context_model import (
+    A_BITS,
+    DIFF_MAX,
+    LOGIT_MAX,
+    LUT_STEP,
+    MAP_STAGES,
+    PROB_BITS,
+    W_BITS,
+    IntNet,
+    _map_phase,
+    checkerboard,
+    rate_plane_value,
+)
+from .errors import BitstreamError, CheckpointError
+
+_STEP = 2.0 ** (W_BITS + A_BITS) / LUT_STEP  # integer logit units per table step
+
+
+@dataclass
+class Coded:
+    """What the encoder produced: two range-coded sections and the information per location."""
+
+    map_section: bytes
+    bits_section: bytes
+    map_info: np.ndarray  # (h, w) float64: -log2 P(q) of each map entry, as coded
+    bits_info: np.ndarray  # (h, w) float64: sum of -log2 P(bit) of the coded bits at each location
+
+
+@contextmanager
+def _single_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class _Coder:
+    """Encodes given symbols (encoder) or decodes them (decoder) for one section."""
+
+    def __init__(self, data: bytes | None = None) -> None:
+        if data is None:
+            self.enc, self.dec = constriction.stream.queue.RangeEncoder(), None
+        else:
+            if len(data) % 4 or not data:
+                raise BitstreamError("corrupt payload: a section is not a whole number of 32-bit words")
+            self.enc, self.dec = None, constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4"))
+
+    def code(self, family, params: np.ndarray, symbols: np.ndarray | None) -> np.ndarray:
+        params = np.ascontiguousarray(params, dtype=np.float64)  # constriction reads the buffer as C-ordered
+        if self.enc is not None:
+            self.enc.encode(symbols.astype(np.int32), family, params)
+            return symbols
+        try:
+            return np.asarray(self.dec.decode(family, params), dtype=np.int64)
+        except Exception as e:  # constriction reports corrupt data with its own exception types
+            raise BitstreamError(f"corrupt payload: the range decoder failed ({e})") from None
+
+    def finish(self) -> bytes:
+        if self.enc is not None:
+            return self.enc.get_compressed().astype("<u4").tobytes()
+        if not self.dec.maybe_exhausted():
+            raise BitstreamError("corrupt payload: a section has data left over after decoding")
+        return b""
+
+
+class EntropyModel:
+    """The shipped context models (integer weights and probability tables) and the coding loop."""
+
+    def __init__(self, tensors: dict[str, Tensor], n: int, levels: int) -> None:
+        try:
+            self.map_net = IntNet(tensors, "entropy.map")
+            self.bit_net = IntNet(tensors, "entropy.bits")
+            self.sigmoid = tensors["entropy.lut.sigmoid"].to(torch.float64)
+            self.exp = tensors["entropy.lut.exp"].to(torch.float64)
+        except KeyError as e:
+            raise CheckpointError(
+                f"checkpoint has no entropy model (missing {e}); run `python -m cwic train-entropy`"
+            ) from None
+        self.n, self.levels, self.group = n, levels, n // levels
+        if self.bit_net.stages != 2 * levels or self.map_net.stages != len(MAP_STAGES):
+            raise CheckpointError("entropy model does not match the autoencoder's n / levels")
+        self._bern = constriction.stream.model.Bernoulli(perfect=False)
+        self._cat = constriction.stream.model.Categorical(perfect=False)
+
+    # -- probabilities from integer logits ----------------------------------------------------------
+    def bit_probs(self, logits: Tensor) -> Tensor:
+        """Integer logits -> P(bit = 1) on the 2^-PROB_BITS grid (float64, exact)."""
+        idx = torch.floor(logits / _STEP).clamp_(-LOGIT_MAX * LUT_STEP, LOGIT_MAX * LUT_STEP)
+        return self.sigmoid[(idx + LOGIT_MAX * LUT_STEP).long()] / 2.0**PROB_BITS
+
+    def map_probs(self, logits: Tensor) -> Tensor:
+        """(N, L) integer logits -> (N, L) probabilities (integer weights / their sum, float64)."""
+        d = torch.floor((logits.max(1, keepdim=True).values - logits) / _STEP).clamp_(0, DIFF_MAX)
+        w = self.exp[d.long()]
+        return w / w.sum(1, keepdim=True)
+
+    # -- coding -------------------------------------------------------------------------------------
+    def encode(self, q: Tensor, bits: Tensor, rate: float) -> Coded:
+        """q (h, w) long in [0, L), bits (n, h, w) 0/1 -> Coded. Only bits inside the mask are coded."""
+        mc, bc = _Coder(), _Coder()
+        _, _, map_info, bits_info = self._run(q.shape[-2], q.shape[-1], rate, mc, bc, q.long(), bits)
+        return Coded(mc.finish(), bc.finish(), map_info, bits_info)
+
+    def decode(self, map_section: bytes, bits_section: bytes, h: int, w: int, rate: float) -> tuple[Tensor, Tensor]:
+        """Inverse of `encode`: (q (h, w) long, bits (n, h, w) float 0/1, zero outside the mask)."""
+        mc, bc = _Coder(map_section), _Coder(bits_section)
+        q, bits, _, _ = self._run(h, w, rate, mc, bc, None, None)
+        mc.finish()
+        bc.finish()
+        return q, bits
+
+    def _run(self, h: int, w: int, rate: float, mc: _Coder, bc: _Coder, q_true, bits_true):
+        with torch.no_grad(), _single_thread():  # small exact convs: threads only add overhead
+            return self._stages(h, w, rate, mc, bc, q_true, bits_true)
+
+    def _stages(self, h: int, w: int, rate: float, mc: _Coder, bc: _Coder, q_true, bits_true):
+        r = float(rate_plane_value(rate))
+        # -- importance map: 4 phase stages --------------------------------------------------------
+        phase = _map_phase(h, w, None)[0, 0]
+        q = torch.zeros(h, w, dtype=torch.long)
+        known = torch.zeros(h, w, dtype=torch.float64)
+        map_info = np.zeros((h, w))
+        x = torch.zeros(1, 3, h, w, dtype=torch.float64)
+        x[0, 2] = r
+        for s in range(len(MAP_STAGES)):
+            x[0, 0] = (q + 1).to(torch.float64) * known
+            x[0, 1] = known
+            pos = (phase == s).nonzero(as_tuple=True)
+            logits = self.map_net(x, s)[0][:, pos[0], pos[1]].T  # (N, L) in raster order
+            probs = self.map_probs(logits)
+            sym = mc.code(self._cat, probs.numpy(), None if q_true is None else q_true[pos].numpy())
+            q[pos] = torch.from_numpy(sym)
+            known[pos] = 1
+            map_info[pos[0].numpy(), pos[1].numpy()] = -np.log2(probs.numpy()[np.arange(len(sym)), sym])
+        # -- code bits: L groups x 2 checkerboard halves ----------------------------------------------
+        n, gsz = self.n, self.group
+        cb = checkerboard(h, w)[0, 0]
+        x = torch.zeros(1, n + 3, h, w, dtype=torch.float64)
+        x[0, n] = q.to(torch.float64)
+        x[0, n + 2] = r
+        bits = torch.zeros(n, h, w)
+        bits_info = np.zeros((h, w))
+        for g in range(self.levels):
+            for half in (0, 1):
+                coded = (q >= g) & (cb == half)
+                if not bool(coded.any()):
+                    continue
+                x[0, n + 1] = ((q >= g) & (cb == 0)).to(torch.float64) if half else 0.0
+                rows, cols = coded.any(1).nonzero()[:, 0], coded.any(0).nonzero()[:, 0]
+                y0, y1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, h)
+                x0, x1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, w)
+                logits = self.bit_net(x[:, :, y0:y1, x0:x1], 2 * g + half)[0]  # (gsz, y1-y0, x1-x0)
+                pos = coded.nonzero(as_tuple=True)
+                p1 = self.bit_probs(logits[:, pos[0] - y0, pos[1] - x0]).reshape(-1)  # channel-major
+                chans = slice(g * gsz, (g + 1) * gsz)
+                truth = None if bits_true is None else bits_true[chans][:, pos[0], pos[1]].reshape(-1).numpy()
+                sym = bc.code(self._bern, p1.numpy(), truth)
+                b = torch.from_numpy(np.asarray(sym, dtype=np.float32)).view(gsz, -1)
+                bits[chans, pos[0], pos[1]] = b
+                x[0, chans, pos[0], pos[1]] = 2 * b.double() - 1
+                p = p1.numpy().reshape(gsz, -1)
+                info = -np.log2(np.where(b.numpy() > 0, p, 1 - p)).sum(0)
+                bits_info[pos[0].numpy(), pos[1].numpy()] += info
+        return q, bits, map_info, bits_info
