@@ -7,6 +7,7 @@ The UI (demo/ui.py) only wires these functions to Gradio components.
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -322,3 +323,97 @@ def roi_from_editor(value: dict | None, shape: tuple[int, int]) -> np.ndarray | 
         alpha = np.asarray(im.convert("RGBA").resize(shape[::-1], Image.Resampling.BILINEAR))[..., 3]
         mask = np.maximum(mask, alpha.astype(np.float32) / 255)
     return mask if mask.max() > 0 else None
+
+
+def zoom_box(bits_per_block: np.ndarray, shape: tuple[int, int], size: int = 128) -> tuple[int, int, int]:
+    """(top, left, side) of the square crop, on the 8x8 block grid, where cwic spent the most bits."""
+    h, w = shape
+    side = min(size, h, w) // 8 * 8
+    k = side // 8
+    bits = np.asarray(bits_per_block, dtype=np.float64)[: h // 8, : w // 8]
+    if k == 0 or bits.shape[0] < k or bits.shape[1] < k:
+        return 0, 0, min(h, w)
+    integral = np.pad(bits.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    window = integral[k:, k:] - integral[:-k, k:] - integral[k:, :-k] + integral[:-k, :-k]
+    by, bx = np.unravel_index(np.argmax(window), window.shape)
+    return int(by) * 8, int(bx) * 8, side
+
+
+def zoom_tiles(comp: Comparison, box: tuple[int, int, int], scale: int = 3) -> list[tuple[np.ndarray, str]]:
+    """The same crop of the original and of every codec, enlarged with square pixels."""
+    top, left, side = box
+    tiles = []
+    for name, img in [("original", comp.original), *[(r.name, r.image) for r in [comp.cwic, *comp.others]]]:
+        crop = img[top : top + side, left : left + side]
+        tiles.append((np.repeat(np.repeat(crop, scale, axis=0), scale, axis=1), name))
+    return tiles
+
+
+REFERENCE_FILE = Path(__file__).resolve().parent / "reference_kodak.json"
+
+
+def rd_points(
+    codec, rgb: np.ndarray, classical: tuple[str, ...] | list[str], uniform: bool = False, progress=None
+) -> dict[str, list[dict]]:
+    """Every cwic level and each classical codec's fixed quality sweep on this image, measured."""
+    step = progress or (lambda *a, **k: None)
+    jobs = [("cwic", False)] + ([("cwic (uniform map)", True)] if uniform else [])
+    curves: dict[str, list[dict]] = {}
+    total = len(jobs) * len(codec.levels) + len(classical)
+    done = 0
+    for name, flat in jobs:
+        curves[name] = []
+        for lv in codec.levels:
+            step(done / total, desc=f"{name}, level {lv['level']}")
+            c = codec.compress(rgb, level=lv["level"], uniform=flat)
+            curves[name].append(_point(len(c.data), c.reconstruction, rgb))
+            done += 1
+    for name in classical:
+        step(done / total, desc=f"{name} quality sweep")
+        curves[name] = [_point(len(e.data), e.reconstruction, rgb) for e in baselines.sweep(CLASSICAL[name][0], rgb)]
+        done += 1
+    return curves
+
+
+def _point(nbytes: int, image: np.ndarray, rgb: np.ndarray) -> dict:
+    return {
+        "bpp": nbytes * 8 / (rgb.shape[0] * rgb.shape[1]),
+        "psnr": metrics.psnr(rgb, image),
+        "ssim": metrics.ssim(rgb, image),
+        "ms_ssim": metrics.ms_ssim(rgb, image),
+    }
+
+
+def rd_plot(curves: dict[str, list[dict]], current: Comparison | None = None, reference: bool = True) -> np.ndarray:
+    """PSNR and MS-SSIM (SSIM for images too small for MS-SSIM) against bpp for this image, the
+    current comparison marked with stars, and the published Kodak means as thin dashed lines."""
+    use_ms = all(p["ms_ssim"] is not None for pts in curves.values() for p in pts)
+    second = ("ms_ssim", "MS-SSIM") if use_ms else ("ssim", "SSIM")
+    fig = Figure(figsize=(11, 4.2), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2)
+    xmax = 1.25 * max(p["bpp"] for pts in curves.values() for p in pts)
+    colours = {}
+    for ax, (key, label) in zip(axes, [("psnr", "PSNR (dB)"), second], strict=True):
+        for name, pts in curves.items():
+            pts = sorted(pts, key=lambda p: p["bpp"])
+            (line,) = ax.plot([p["bpp"] for p in pts], [p[key] for p in pts], "o-", ms=4, label=f"{name} (this image)")
+            colours[name] = line.get_color()
+        if current is not None:
+            for r in [current.cwic, *current.others]:
+                if r.name in colours and r.scores.get(key) is not None:
+                    ax.plot(r.bpp(), r.scores[key], "*", ms=16, color=colours[r.name], mec="black", zorder=5)
+        if reference and key in ("psnr", "ms_ssim"):
+            for ref in json.loads(REFERENCE_FILE.read_text())["curves"]:
+                xs = [x for x in ref["bpp"] if x <= xmax]
+                colour = colours.get(ref["codec"], "grey")  # a published curve wears its codec's colour
+                style = "^" if len(xs) == 1 else "--"
+                ax.plot(xs, ref[key][: len(xs)], style, color=colour, lw=1, alpha=0.6, ms=7, label=ref["name"])
+        ax.set_xlim(0, xmax)
+        ax.set_xlabel("bits per pixel (real file size)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        "Rate–distortion on this image (★ = the comparison above; dashed = published Kodak means)", fontsize=10
+    )
+    return _render(fig)

@@ -65,12 +65,19 @@ def _level_info(codec) -> str:
 def make_handler(codec):
     """The event function behind the Compress button (and the `compress` API endpoint)."""
 
-    def run(image, mode, level, bpp, classical, uniform, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+    def run(image, mode, level, bpp, classical, uniform, roi=None, progress=gr.Progress()):  # noqa: B008
         try:
             rgb, note = compare.prepare_image(image)
             kwargs = {"bpp": float(bpp)} if mode == "target bpp" else {"level": int(level)}
+            mask = compare.roi_from_editor(roi, rgb.shape[:2])
             comp = compare.compare(
-                codec, rgb, classical=list(classical or []), uniform=bool(uniform), progress=progress, **kwargs
+                codec,
+                rgb,
+                classical=list(classical or []),
+                uniform=bool(uniform),
+                roi=mask,
+                progress=progress,
+                **kwargs,
             )
         except (CwicError, ValueError) as e:
             raise gr.Error(str(e)) from e
@@ -78,6 +85,7 @@ def make_handler(codec):
         gallery = [(comp.cwic.image, f"cwic · {comp.cwic.bpp():.3f} bpp")]
         gallery += [(r.image, f"{r.name} · {r.bpp():.3f} bpp · {r.scores['psnr']:.2f} dB") for r in comp.others]
         files = compare.write_files(comp, Path(tempfile.mkdtemp(prefix="cwic-demo-")))
+        zoom = compare.zoom_tiles(comp, compare.zoom_box(comp.compressed.bits_per_block, rgb.shape[:2]))
         return (
             (comp.original, comp.cwic.image),
             compare.summary_markdown(comp),
@@ -88,7 +96,30 @@ def make_handler(codec):
             gallery,
             compare.metrics_rows(comp),
             [str(p) for p in files],
+            zoom,
+            comp,
         )
+
+    return run
+
+
+def _editor_background(image):
+    """A fresh region-of-interest canvas over the newly chosen image."""
+    if not isinstance(image, str):
+        return None
+    return {"background": image, "layers": [], "composite": None}
+
+
+def make_rd_handler(codec):
+    """The event function behind "Plot RD curves": every level and quality sweep on the last image."""
+
+    def run(comp, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
+        if comp is None:
+            raise gr.Error("Compress an image first; the curves are measured on it.")
+        classical = [r.name for r in comp.others if r.name in compare.CLASSICAL]
+        uniform = any(r.name == "cwic (uniform map)" for r in comp.others)
+        curves = compare.rd_points(codec, comp.original, classical, uniform, progress=progress)
+        return compare.rd_plot(curves, comp)
 
     return run
 
@@ -132,6 +163,23 @@ def build_demo(codec) -> gr.Blocks:
                     label="original ◀ ▶ cwic reconstruction (drag)", format="png", max_height=560, elem_id="slider"
                 )
                 summary = gr.Markdown("Press **Compress** to see the numbers.", elem_id="summary")
+        with gr.Accordion("Paint where the bits should go (region of interest)", open=False):
+            gr.Markdown(
+                "Paint over a face or some text, then press **Compress**: cwic raises the importance there "
+                "(p' = p + roi·(1 − p)) and the bits map shows them move. At a fixed level the file grows; "
+                "with a target bpp the total stays put and the rest of the image pays for it."
+            )
+            roi = gr.ImageEditor(
+                type="numpy",
+                format="png",
+                layers=False,
+                transforms=(),
+                sources=(),
+                brush=gr.Brush(colors=["#ff2d55"], color_mode="fixed", default_size=20),
+                label="region of interest (paint)",
+                height=380,
+                elem_id="roi",
+            )
         gr.Markdown("## Where the bits go")
         gr.Markdown(EXPLAIN_MAPS)
         with gr.Row():
@@ -148,15 +196,30 @@ def build_demo(codec) -> gr.Blocks:
             height=420,
             elem_id="gallery",
         )
+        gr.Markdown(
+            "### Zoom: the region where cwic spent the most bits\n"
+            "The same crop of every decoded image, enlarged 3× with square pixels."
+        )
+        zoom = gr.Gallery(label="zoomed crops", format="png", columns=5, height=300, elem_id="zoom")
         table = gr.Dataframe(headers=compare.METRIC_HEADERS, label="measured on this image", elem_id="metrics")
         files = gr.File(
             label="downloads: the .cwic file, its decoded PNG, and each codec's file", file_count="multiple"
         )
 
-        inputs = [image, mode, level, bpp, classical, uniform]
-        outputs = [slider, summary, note, imp, kept, bits, gallery, table, files]
-        handler = make_handler(codec)
-        button.click(handler, inputs, outputs, api_name="compress")
+        with gr.Accordion("Rate–distortion curves for this image", open=False):
+            gr.Markdown(
+                "Every cwic level and a quality sweep of each classical codec on this image, with the "
+                "comparison above marked and published Kodak means for context. Takes a while on a CPU."
+            )
+            rd_button = gr.Button("Plot RD curves for this image", elem_id="rd-button")
+            rd = gr.Image(label="rate–distortion on this image", format="png", elem_id="rd-plot")
+        last = gr.State(None)
+
+        inputs = [image, mode, level, bpp, classical, uniform, roi]
+        outputs = [slider, summary, note, imp, kept, bits, gallery, table, files, zoom, last]
+        button.click(make_handler(codec), inputs, outputs, api_name="compress")
+        rd_button.click(make_rd_handler(codec), last, rd, api_name=False)  # needs the session's State
+        image.change(_editor_background, image, roi, api_name=False, queue=False)
         # Moving a rate control selects it, so the rate used is always the one last touched.
         level.input(lambda: "cwic level", None, mode, api_name=False, queue=False)
         bpp.input(lambda: "target bpp", None, mode, api_name=False, queue=False)

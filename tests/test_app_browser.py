@@ -109,6 +109,7 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
         for panel in ("#slider", "#importance-map", "#kept-map", "#bits-map"):
             expect(page.locator(f"{panel} img").first).to_be_visible()
         expect(page.locator("#gallery img")).to_have_count(3)
+        expect(page.locator("#zoom img")).to_have_count(4)  # original, cwic, JPEG, JPEG 2000
         expect(page.locator("#metrics")).to_contain_text("JPEG 2000")
         first = summary.inner_text()
         bits_src = page.locator("#bits-map img").get_attribute("src")

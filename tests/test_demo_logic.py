@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cwic import baselines
 from cwic.errors import ImageError
 from demo import compare
 
@@ -24,8 +25,8 @@ def codec():
 
 @pytest.fixture(scope="module")
 def small_rgb() -> np.ndarray:
-    """A 256x176 crop of a Kodak example: big enough for MS-SSIM, small enough to be quick."""
-    return np.asarray(Image.open(EXAMPLE).convert("RGB"))[100:276, 200:456].copy()
+    """A 192x168 crop of a Kodak example: big enough for MS-SSIM (> 160 px), small enough to be quick."""
+    return np.asarray(Image.open(EXAMPLE).convert("RGB"))[100:268, 200:392].copy()
 
 
 def _png(rgb: np.ndarray, path: Path, **kw) -> Path:
@@ -115,14 +116,14 @@ def test_compare_reports_real_files_at_matched_sizes(codec, small_rgb, tmp_path)
 def test_maps_are_drawn_over_the_image(codec, small_rgb):
     comp = compare.compare(codec, small_rgb, level=1, classical=[])
     c = comp.compressed
-    assert np.asarray(c.bits_per_block).shape == (22, 32)
+    assert np.asarray(c.bits_per_block).shape == (21, 24)
     for img in compare.maps(comp):
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.shape[1] > 300
         assert img.std() > 10  # a picture, not a blank canvas
 
 
 def test_target_bpp_and_unknown_codec(codec, small_rgb):
-    comp = compare.compare(codec, small_rgb, bpp=0.4, classical=["WebP"])
+    comp = compare.compare(codec, small_rgb[:96, :96], bpp=0.4, classical=["WebP"])
     assert comp.others[0].name == "WebP"
     with pytest.raises(ValueError, match="unknown codec"):
         compare.compare(codec, small_rgb, level=1, classical=["GIF"])
@@ -133,17 +134,53 @@ def test_event_function_fills_every_panel(codec, tmp_path):
     from demo.ui import make_handler
 
     run = make_handler(codec)
-    path = str(_png(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:200, :300], tmp_path / "crop.png"))
-    slider, summary, note, imp, kept, bits, gallery, table, files = run(
+    path = str(_png(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:64, :96], tmp_path / "crop.png"))
+    slider, summary, note, imp, kept, bits, gallery, table, files, zoom, comp = run(
         path, "cwic level", 1, 0.3, ["JPEG"], False, progress=lambda *a, **k: None
     )
-    assert slider[0].shape == slider[1].shape == (200, 300, 3)
-    assert "cwic file" in summary and note == ""
+    assert slider[0].shape == slider[1].shape == (64, 96, 3)
+    assert "cwic file" in summary and "MS-SSIM **n/a" in summary and note == ""
     assert all(m.ndim == 3 for m in (imp, kept, bits))
     assert [caption.split(" ·")[0] for _, caption in gallery] == ["cwic", "JPEG"]
     assert [row[0] for row in table] == ["cwic", "JPEG"]
     assert Path(files[0]).suffix == ".cwic" and Path(files[0]).stat().st_size == table[0][1]
+    assert [name for _, name in zoom] == ["original", "cwic", "JPEG"]
+    assert zoom[0][0].shape == (3 * 64, 3 * 64, 3)
+    assert comp.cwic.data == Path(files[0]).read_bytes()
     bad = tmp_path / "bad.png"
     bad.write_text("hello")
     with pytest.raises(gr.Error, match="bad.png is not an image"):
         run(str(bad), "cwic level", 1, 0.3, [], False, progress=lambda *a, **k: None)
+
+
+def test_zoom_box_finds_the_most_bits():
+    bits = np.zeros((20, 30))
+    bits[12:16, 20:24] = 100.0
+    top, left, side = compare.zoom_box(bits, (160, 240), size=32)
+    assert (top, left, side) == (96, 160, 32)
+    assert compare.zoom_box(bits, (20, 40), size=128)[2] == 16  # clipped to the image
+
+
+def test_rd_curves_cover_every_level_and_plot(codec):
+    rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))[200:328, 300:428].copy()
+    curves = compare.rd_points(codec, rgb, ["JPEG"])
+    assert len(curves["cwic"]) == len(codec.levels) and len(curves["JPEG"]) == len(baselines.SPECS["jpeg"].sweep)
+    assert all(p["ms_ssim"] is None and p["ssim"] > 0 for p in curves["cwic"])  # 128 px: SSIM panel instead
+    img = compare.rd_plot(curves)
+    assert img.dtype == np.uint8 and img.shape[1] == 1100
+
+
+def test_painted_region_of_interest_gets_more_bits(codec, small_rgb):
+    small_rgb = small_rgb[:128, :128]
+    h, w = small_rgb.shape[:2]
+    layer = np.zeros((2 * h, 2 * w, 4), np.uint8)  # the editor works on the upload before downscaling
+    layer[:128, :128, 3] = 255
+    mask = compare.roi_from_editor({"background": None, "layers": [layer], "composite": None}, (h, w))
+    assert mask.shape == (h, w) and mask[:60, :60].min() == 1 and mask[70:, 70:].max() == 0
+    assert compare.roi_from_editor({"background": None, "layers": [np.zeros_like(layer)]}, (h, w)) is None
+
+    base = compare.compare(codec, small_rgb, level=2, classical=[]).compressed
+    painted = compare.compare(codec, small_rgb, level=2, classical=[], roi=mask).compressed
+    assert (painted.kept_channels[:7, :7] >= base.kept_channels[:7, :7]).all()
+    assert painted.kept_channels[:7, :7].sum() > base.kept_channels[:7, :7].sum()
+    assert painted.bits_per_block[:7, :7].sum() > base.bits_per_block[:7, :7].sum()
