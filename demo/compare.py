@@ -136,7 +136,7 @@ def _rate_text(c, bpp: float | None) -> str:
 
 
 def run_classical(name: str, rgb: np.ndarray, target_bpp: float) -> Result:
-    """`name` (a key of CLASSICAL) at the file size closest to `target_bpp` without going over (±2 %)."""
+    """`name` (a key of CLASSICAL) at `target_bpp` (within 2 %, else the largest file below it)."""
     key, ext = CLASSICAL[name]
     t0 = time.perf_counter()
     enc = baselines.encode_at_bpp(key, rgb, target_bpp)

@@ -38,9 +38,9 @@ same number of channels everywhere.
 """
 
 EXPLAIN_CLASSICAL = """\
-Each classical codec is searched for the setting whose real file comes closest to the cwic file
-size without going over (within 2 %). Same bytes, different pictures: look at edges, faces and
-textures. Click an image to enlarge it.
+Each classical codec is searched for the setting whose real file matches the cwic file size
+(within 2 %; otherwise the largest file below it). Same bytes, different pictures: look at edges,
+faces and textures. Click an image to enlarge it.
 """
 
 

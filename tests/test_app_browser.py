@@ -7,7 +7,6 @@ Set CWIC_SCREENSHOT=docs/demo.png to refresh the README's screenshot from the br
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "demo" / "examples" / "kodim23.png"
@@ -68,7 +68,7 @@ def test_compress_api_with_gradio_client(app_url, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    slider, summary, note, imp, kept, bits, gallery, table, files = client.predict(
+    slider, summary, note, imp, kept, bits, gallery, table, files, zoom = client.predict(
         handle_file(str(EXAMPLE)), "target bpp", 1, 0.25, ["JPEG"], False, api_name="/compress"
     )
     assert "cwic file" in summary and note == ""
@@ -76,6 +76,7 @@ def test_compress_api_with_gradio_client(app_url, tmp_path):
     cwic_file = Path(files[0])
     assert cwic_file.suffix == ".cwic" and cwic_file.stat().st_size == table["data"][0][1]
     assert all(Path(p).suffix == ".png" for p in (imp, kept, bits, *slider))  # PNG, never lossy WebP
+    assert [item["caption"] for item in zoom] == ["original", "cwic", "JPEG"]
 
     bad = tmp_path / "broken.png"
     bad.write_bytes(EXAMPLE.read_bytes()[:2000])
@@ -128,6 +129,10 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
         shot = tmp_path / "demo.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 50_000
-        if os.environ.get("CWIC_SCREENSHOT"):
-            shutil.copy(shot, ROOT / os.environ["CWIC_SCREENSHOT"])
+        if os.environ.get("CWIC_SCREENSHOT"):  # for the README: 1000 px wide, 256 colours, a few hundred kB
+            with Image.open(shot) as im:
+                small = im.convert("RGB").resize((1000, round(im.height * 1000 / im.width)), Image.Resampling.LANCZOS)
+                small.quantize(256, method=Image.Quantize.MEDIANCUT).save(
+                    ROOT / os.environ["CWIC_SCREENSHOT"], optimize=True
+                )
         browser.close()
