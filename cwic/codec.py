@@ -1,11 +1,13 @@
 """`Codec`: image <-> .cwic bytes with the content-weighted autoencoder and the learned entropy coder.
 
-The encoder runs the decoder's own rendering function on the tensors the decoder will rebuild
-(q and the kept bits), so `Compressed.reconstruction` equals `Codec.decompress(data)` bit for bit.
+`Compressed.reconstruction` runs the decoder's own rendering function on the tensors the decoder
+rebuilds (q and the kept bits), so it equals `Codec.decompress(data)` bit for bit. It is computed on
+first access: producing the file does not pay for the synthesis.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +44,15 @@ class Compressed:
     map_bits: float  # information content of the map, as coded
     code_bits: float  # information content of the kept bits, as coded
     payload_bits: int  # 8 x (map section + bits section)
-    reconstruction: np.ndarray = field(repr=False)  # H x W x 3 uint8 == decompress(data)
+    _render: Callable[[], np.ndarray] = field(repr=False)
+    _reconstruction: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def reconstruction(self) -> np.ndarray:
+        """H x W x 3 uint8, equal to `decompress(data)`: the decoder's own path, run on first access."""
+        if self._reconstruction is None:
+            self._reconstruction = self._render()
+        return self._reconstruction
 
     @property
     def bpp(self) -> float:
@@ -135,7 +145,7 @@ class Codec:
         data = bitstream.pack(header, map_s, bits_s)
         payload = 8 * (len(map_s) + len(bits_s))
         info = map_info + bits_info
-        recon = self._render(q, bits * mask_from_levels(q[None, None], self.n, self.L)[0], h_img, w_img)
+        kept = bits * mask_from_levels(q[None, None], self.n, self.L)[0]
         return Compressed(
             data=data,
             width=w_img,
@@ -150,7 +160,7 @@ class Codec:
             map_bits=float(map_info.sum()),
             code_bits=float(bits_info.sum()),
             payload_bits=payload,
-            reconstruction=recon,
+            _render=lambda: self._render(q, kept, h_img, w_img),
         )
 
     def _code(self, p: torch.Tensor, bits: torch.Tensor, rate: float):
@@ -191,6 +201,7 @@ class Codec:
         q, bits = self.entropy.decode(map_s, bits_s, hc, wc, header.rate)
         return self._render(q, bits, header.height, header.width)
 
+    @torch.no_grad()
     def _render(self, q: torch.Tensor, bits: torch.Tensor, height: int, width: int) -> np.ndarray:
         """The decoder: (q, masked 0/1 bits) -> cropped uint8 image. The encoder calls it too."""
         mask = mask_from_levels(q[None, None], self.n, self.L)

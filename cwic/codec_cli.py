@@ -74,10 +74,17 @@ def decode_main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
         from PIL import Image
 
+        from . import bitstream
         from .codec import Codec
+        from .errors import CheckpointError
 
         data = args.input.read_bytes()
-        rgb = Codec.load(args.checkpoint).decompress(data)
+        header, _, _ = bitstream.parse(data)
+        try:
+            codec = Codec.load(args.checkpoint)
+        except CheckpointError as e:
+            raise CheckpointError(f"this file needs checkpoint {header.checkpoint_id}: {e}") from None
+        rgb = codec.decompress(data)
         Image.fromarray(rgb).save(args.output)
         return 0
 

@@ -232,18 +232,36 @@ def prepare_kodak(codec, kodak_dir: Path) -> list:
 
 
 def calibrate_levels(codec, kodak_dir: Path, rates=START_RATES, low: float = 0.15, high: float = 0.6) -> list[dict]:
-    """Measure mean Kodak bpp per level; widen the end rates until the levels span <= low .. >= high bpp."""
+    """Measure mean Kodak bpp per level from real file sizes; widen the end rates toward <= low and >= high bpp.
+
+    An end rate moves only while that lowers (raises) the measured bpp. If an end moved, the inner
+    levels are re-placed at the same relative positions in log r and measured again.
+    """
     prepared = prepare_kodak(codec, kodak_dir)
-    rates = list(rates)
-    measured = {r: kodak_bpp(codec, prepared, r) for r in rates}
-    while measured[rates[0]][0] > low and rates[0] > 0.006:
-        rates[0] = round(rates[0] * 0.6, 4)
-        measured[rates[0]] = kodak_bpp(codec, prepared, rates[0])
-    while measured[rates[-1]][0] < high and rates[-1] < 0.95:
-        rates[-1] = round(min(rates[-1] + 0.1, 0.95), 4)
-        measured[rates[-1]] = kodak_bpp(codec, prepared, rates[-1])
+    start = list(rates)
+    measured = {r: kodak_bpp(codec, prepared, r) for r in start}
+    lo, hi = start[0], start[-1]
+    while measured[lo][0] > low and lo > 0.006:
+        cand = round(lo * 0.6, 4)
+        measured[cand] = kodak_bpp(codec, prepared, cand)
+        if measured[cand][0] >= measured[lo][0]:
+            break
+        lo = cand
+    while measured[hi][0] < high and hi < 0.95:
+        cand = round(min(hi + 0.1, 0.95), 4)
+        measured[cand] = kodak_bpp(codec, prepared, cand)
+        if measured[cand][0] <= measured[hi][0]:
+            break
+        hi = cand
+    if (lo, hi) != (start[0], start[-1]):
+        span = math.log(start[-1]) - math.log(start[0])
+        pos = [(math.log(r) - math.log(start[0])) / span for r in start]
+        start = [round(math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo))), 4) for t in pos]
+        for r in start:
+            if r not in measured:
+                measured[r] = kodak_bpp(codec, prepared, r)
     levels = []
-    for k, r in enumerate(rates):
+    for k, r in enumerate(start):
         bpp, raw = measured[r]
         levels.append({"level": k + 1, "rate": r, "bpp": round(bpp, 4), "raw_bpp": round(raw, 4)})
         print(f"level {k + 1}: r={r} bpp={bpp:.4f} raw={raw:.4f} saving={1 - bpp / raw:.1%}", flush=True)
