@@ -30,17 +30,18 @@ def bd_rate(
 ) -> float | None:
     """BD-rate of `test` against `anchor` in percent, or None when the quality ranges do not overlap.
 
-    Points with a missing (None) or non-finite quality are dropped; each curve needs >= 2 points.
+    Points with a missing (None) or non-finite quality are dropped; each curve needs >= 2 points
+    with distinct qualities (the fit degree is min(3, distinct qualities - 1)).
     """
     ra, qa = _clean(rate_anchor, quality_anchor)
     rt, qt = _clean(rate_test, quality_test)
-    if len(qa) < 2 or len(qt) < 2:
+    if len(np.unique(qa)) < 2 or len(np.unique(qt)) < 2:
         return None
     lo, hi = max(qa.min(), qt.min()), min(qa.max(), qt.max())
     if not hi > lo:
         return None
-    pa = np.polyfit(qa, np.log(ra), min(3, len(qa) - 1))
-    pt = np.polyfit(qt, np.log(rt), min(3, len(qt) - 1))
+    pa = np.polyfit(qa, np.log(ra), min(3, len(np.unique(qa)) - 1))
+    pt = np.polyfit(qt, np.log(rt), min(3, len(np.unique(qt)) - 1))
     ia, it = np.polyint(pa), np.polyint(pt)
     mean_diff = ((np.polyval(it, hi) - np.polyval(it, lo)) - (np.polyval(ia, hi) - np.polyval(ia, lo))) / (hi - lo)
     return float((math.exp(mean_diff) - 1) * 100)

@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cwic bench: no level {level}; levels are {levels}", file=sys.stderr)
         return 2
     size = f"{rgb.shape[1]}x{rgb.shape[0]}"
-    print(f"image {source} {size}; cpu cores {os.cpu_count()}, torch threads {torch.get_num_threads()}")
+    load = os.getloadavg()[0]
+    threads = torch.get_num_threads()
+    print(f"image {source} {size}; cpu cores {os.cpu_count()}, torch threads {threads}, 1-min load {load:.1f}")
     rows = [_time("cwic", lambda: codec.compress(rgb, level=level).data, codec.decompress, rgb, args.repeat)]
     target = rows[0]["bpp"]
     for name in baselines.CODECS:
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['codec']:10s} {r['bpp']:7.3f} {r['encode_ms']:10.1f} {r['decode_ms']:10.1f}")
     if args.json:
-        meta = {"image": source, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "level": level}
+        meta = {"image": source, "cpu_count": os.cpu_count(), "torch_threads": threads, "load": load}
+        meta["level"] = level
         args.json.write_text(json.dumps({**meta, "repeat": args.repeat, "rows": rows}, indent=1) + "\n")
     return 0
 

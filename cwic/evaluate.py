@@ -153,14 +153,21 @@ def _evaluate_image(args: tuple) -> tuple[str, dict, list[dict], int]:
             rows.append({"image": path.name, **row, **score(rgb, c.reconstruction)})
             if name == "cwic":
                 cwic_bpp[k] = c.bpp
+    scores: dict = {}  # by file: a search may return the same file for several levels
+
+    def scored(e: baselines.Encoded) -> dict:
+        if e.data not in scores:
+            scores[e.data] = score(rgb, e.reconstruction)
+        return scores[e.data]
+
     for name in (c for c in baselines.CODECS if c in codecs):
         cache: dict = {}
         if sweep:
             for e in baselines.sweep(name, rgb, cache):
-                rows.append({"image": path.name, "kind": "sweep", **e.row(), **score(rgb, e.reconstruction)})
+                rows.append({"image": path.name, "kind": "sweep", **e.row(), **scored(e)})
         for k, target in cwic_bpp.items():
             e = baselines.encode_at_bpp(name, rgb, target, tol, cache)
-            rows.append({"image": path.name, "kind": "matched", "level": k, **e.row(), **score(rgb, e.reconstruction)})
+            rows.append({"image": path.name, "kind": "matched", "level": k, **e.row(), **scored(e)})
     return path.name, {"width": rgb.shape[1], "height": rgb.shape[0]}, rows, decoded
 
 

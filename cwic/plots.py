@@ -59,17 +59,17 @@ def plot_all(results: dict, out: Path, reference: Path | None = None) -> list[Pa
     return [plot_metric(results, metric, out / fname, refs) for metric, (fname, _) in PLOTS.items()]
 
 
-def plot_metric(results: dict, metric: str, path: Path, refs: list[dict] = ()) -> Path:
+def plot_metric(results: dict, metric: str, path: Path, refs: list[dict] | None = None) -> Path:
     """One RD plot: cwic levels, rate-matched baselines (markers) on their sweep curves (lines)."""
     curves = results["curves"]
     fig, ax = plt.subplots(figsize=(8, 5.6), dpi=110)
     cwic_bpp = [b for k in ("cwic", "cwic-uniform") if k in curves for b in curves[k]["results"]["bpp"]]
     xmax = max([1.0] + [1.3 * b for b in cwic_bpp])
     shown: list[tuple[float, float]] = []
+    refs = [ref for ref in refs or [] if metric in ref["results"]]  # none has plain SSIM
     for ref in refs:
-        if metric in ref["results"]:
-            style = {"lw": 1.0, "ms": 4, "alpha": 0.8, **ref["style"]}
-            shown += _draw(ax, ref["results"], metric, ref["label"], xmax, **style)
+        style = {"lw": 1.0, "ms": 4, "alpha": 0.8, **ref["style"]}
+        shown += _draw(ax, ref["results"], metric, ref["label"], xmax, **style)
     for key, color in COLORS.items():
         sweep = curves.get(f"{key}-sweep")
         if sweep:
@@ -87,6 +87,8 @@ def plot_metric(results: dict, metric: str, path: Path, refs: list[dict] = ()) -
         pad = 0.05 * (hi - lo or 1)
         ax.set_ylim(lo - pad, hi + pad)
     n = len(results.get("images", {}))
+    note = "large markers: cwic levels and baselines rate-matched to them per image; dotted: fixed quality sweeps"
+    ax.text(0.01, 0.99, note, transform=ax.transAxes, fontsize=7, va="top", color="0.3")
     ax.set_xlim(0, xmax)
     ax.set_xlabel("bits per pixel (real file bytes)")
     ax.set_ylabel(PLOTS[metric][1])

@@ -88,3 +88,16 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert evaluate.main(["--images", str(tmp_path), "--out", str(tmp_path / "o"), "--codecs", "jpeg"]) == 2
     err = capsys.readouterr().err
     assert err.count("cwic evaluate:") == 2 and "Traceback" not in err
+
+
+def test_bench_times_every_codec(images, tmp_path, capsys):
+    from cwic import bench
+
+    _codec_or_skip()
+    out = tmp_path / "bench.json"
+    assert bench.main(["--image", str(images / "img0.png"), "--repeat", "1", "--json", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert [r["codec"] for r in table["rows"]] == ["cwic", "jpeg", "jpeg2000", "webp", "avif"]
+    assert table["cpu_count"] >= 1 and all(r["encode_ms"] > 0 and r["decode_ms"] > 0 for r in table["rows"])
+    assert "cpu cores" in capsys.readouterr().out
+    assert bench.main(["--image", str(images / "img0.png"), "--level", "99"]) == 2
