@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from cwic import Codec, bitstream
+from cwic.checkpoint import save_checkpoint
 from cwic.codec_cli import decode_main, encode_main, levels_main
 from cwic.errors import BitstreamError, CheckpointError, ImageError
 from cwic.images import load_rgb
@@ -121,6 +122,12 @@ def test_wrong_checkpoint_names_the_required_one(codec, photo):
         codec.decompress(bitstream.with_fixed_crc(bytes(data)))
     with pytest.raises(CheckpointError, match="no cwic checkpoint"):
         Codec.load(REPO / "no-such-checkpoint")
+
+
+def test_checkpoint_without_entropy_model_is_reported(codec, tmp_path):
+    save_checkpoint(tmp_path, codec.model, {"name": "autoencoder only"})
+    with pytest.raises(CheckpointError, match="train-entropy"):
+        Codec.load(tmp_path)
 
 
 def test_bad_arguments(codec, photo):
