@@ -16,7 +16,7 @@ import torch
 
 from . import bitstream
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from .entropy import EntropyModel
+from .entropy import EntropyModel, fixed_threads
 from .errors import CheckpointError, ImageError
 from .images import check_rgb
 from .model import mask_from_levels, pad_to_multiple, quantize_importance
@@ -25,6 +25,7 @@ DEFAULT_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)  # used until `train-entropy`
 DEFAULT_LEVEL = 3
 RATE_MIN, RATE_MAX = 0.005, 0.98  # search range of `bpp=`
 BPP_TOLERANCE = 0.01  # relative tolerance of the `bpp=` search
+RENDER_THREADS = 2  # synthesis always runs with this many threads: its float32 output depends on it
 
 
 @dataclass
@@ -205,7 +206,8 @@ class Codec:
     def _render(self, q: torch.Tensor, bits: torch.Tensor, height: int, width: int) -> np.ndarray:
         """The decoder: (q, masked 0/1 bits) -> cropped uint8 image. The encoder calls it too."""
         mask = mask_from_levels(q[None, None], self.n, self.L)
-        x_hat = self.model.synthesize(bits[None] * mask, mask)[0, :, :height, :width]
+        with fixed_threads(RENDER_THREADS):
+            x_hat = self.model.synthesize(bits[None] * mask, mask)[0, :, :height, :width]
         return (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 

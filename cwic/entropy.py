@@ -45,9 +45,10 @@ class Coded:
 
 
 @contextmanager
-def _single_thread():
+def fixed_threads(n: int):
+    """Run torch ops with exactly n threads (float32 conv results can depend on the thread count)."""
     old = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -130,7 +131,7 @@ class EntropyModel:
         return q, bits
 
     def _run(self, h: int, w: int, rate: float, mc: _Coder, bc: _Coder, q_true, bits_true):
-        with torch.no_grad(), _single_thread():  # small exact convs: threads only add overhead
+        with torch.no_grad(), fixed_threads(1):  # small exact convs: threads only add overhead
             return self._stages(h, w, rate, mc, bc, q_true, bits_true)
 
     def _stages(self, h: int, w: int, rate: float, mc: _Coder, bc: _Coder, q_true, bits_true):

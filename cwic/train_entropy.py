@@ -286,6 +286,8 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
     A float32 decoder can differ in the last bits between CPUs; a large rounding margin keeps the
     committed pixel hash valid across machines. The hash of the decoded codes is exact anyway.
     """
+    from .codec import RENDER_THREADS
+    from .entropy import fixed_threads
     from .images import load_rgb
 
     rgb = load_rgb(sorted(list_images(kodak_dir))[22])  # kodim23
@@ -298,7 +300,8 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
         q = torch.from_numpy(c.importance_levels)
         bits = _decoded_bits(codec, c.data)
         mask = mask_from_levels(q[None, None], codec.n, codec.L)
-        v = codec.model.synthesize(bits[None] * mask, mask)[0, :, :side, :side].clamp(0, 1).double() * 255
+        with fixed_threads(RENDER_THREADS):
+            v = codec.model.synthesize(bits[None] * mask, mask)[0, :, :side, :side].clamp(0, 1).double() * 255
         inner = v[(v > 0.5) & (v < 254.5)]
         margin = float((inner - inner.floor() - 0.5).abs().min()) if inner.numel() else 0.5
         if best is None or margin > best[0]:

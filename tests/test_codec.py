@@ -103,16 +103,19 @@ def test_uniform_and_roi(codec, photo):
     assert np.array_equal(codec.decompress(r.data), r.reconstruction)
 
 
-def test_bytes_do_not_depend_on_thread_count(codec, photo):
+def test_bytes_and_pixels_do_not_depend_on_thread_count(codec, photo):
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        a = codec.compress(photo, level=4).data
+        a = codec.compress(photo, level=4)
+        pixels_1 = a.reconstruction
         torch.set_num_threads(2)
-        b = codec.compress(photo, level=4).data
+        b = codec.compress(photo, level=4)
+        pixels_2 = codec.decompress(a.data)
     finally:
         torch.set_num_threads(old)
-    assert a == b
+    assert a.data == b.data
+    assert np.array_equal(pixels_1, pixels_2)
 
 
 def test_wrong_checkpoint_names_the_required_one(codec, photo):
