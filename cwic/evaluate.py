@@ -83,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     if codec and (bad := [k for k in levels if k not in {lv["level"] for lv in codec.levels}]):
         print(f"cwic evaluate: no such level(s) {bad}; the checkpoint has {len(codec.levels)}", file=sys.stderr)
         return 2
-    results = run(images, codec, args.codecs, levels, args.tol, not args.no_sweep, args.jobs)
+    from .errors import CwicError
+
+    try:
+        results = run(images, codec, args.codecs, levels, args.tol, not args.no_sweep, args.jobs)
+    except CwicError as e:  # an image the codec or the loader rejects (unreadable, smaller than 16 px)
+        print(f"cwic evaluate: {e}", file=sys.stderr)
+        return 2
     results["checkpoint"] = _checkpoint_info(args.checkpoint) if codec else None
     for key in (k for k in CWIC_CODECS if k in results["curves"]):
         results["curves"][key]["description"] += f"; checkpoint {results['checkpoint']['weights_id']}"
@@ -135,11 +141,17 @@ TQDM = {"unit": "img", "desc": "evaluate", "file": sys.stderr}
 
 def _evaluate_image(args: tuple) -> tuple[str, dict, list[dict], int]:
     """All codecs on one image: (name, size, rows, number of .cwic files decoded and checked)."""
+    from .errors import CwicError, ImageError
     from .images import load_rgb
 
     index, path, codecs, levels, tol, sweep = args
-    codec = _WORKER["codec"]
-    rgb = load_rgb(path)
+    try:
+        return _evaluate_loaded(index, path, load_rgb(path), _WORKER["codec"], codecs, levels, tol, sweep)
+    except CwicError as e:
+        raise ImageError(f"{path.name}: {e}") from None
+
+
+def _evaluate_loaded(index, path, rgb, codec, codecs, levels, tol, sweep) -> tuple[str, dict, list[dict], int]:
     rows: list[dict] = []
     cwic_bpp, decoded = {}, 0
     for name in (c for c in CWIC_CODECS if c in codecs):

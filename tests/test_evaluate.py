@@ -101,3 +101,12 @@ def test_bench_times_every_codec(images, tmp_path, capsys):
     assert table["cpu_count"] >= 1 and all(r["encode_ms"] > 0 and r["decode_ms"] > 0 for r in table["rows"])
     assert "cpu cores" in capsys.readouterr().out
     assert bench.main(["--image", str(images / "img0.png"), "--level", "99"]) == 2
+
+
+def test_image_the_codec_rejects_exits_2(tmp_path, capsys):
+    _codec_or_skip()
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "tiny.png")
+    argv = ["--images", str(tmp_path), "--out", str(tmp_path / "o"), "--levels", "1", "--codecs", "cwic"]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cwic evaluate: tiny.png:") and "Traceback" not in err
