@@ -32,10 +32,11 @@ def main() -> int:
     ap.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bitstream_kodak.json")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="first N images only (a quick check of the script)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     codec = Codec.load(args.checkpoint)
-    files = list_images(args.kodak)
+    files = list_images(args.kodak)[: args.limit]
     per_level = {lv["level"]: {"rate": lv["rate"], "images": []} for lv in codec.levels}
     failures = []
     t0 = time.time()

@@ -171,15 +171,19 @@ class CWICModel(nn.Module):
         return (self.decoder((2 * bits - 1) * mask) + 1) / 2
 
     # -- training ------------------------------------------------------------------------------
-    def forward(self, x: Tensor, rate: Tensor, uniform: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, x: Tensor, rate: Tensor, uniform: Tensor | None = None, detach_importance: bool = False
+    ) -> dict[str, Tensor]:
         """Training pass on crops whose sides are multiples of 8.
 
         `uniform` (B,): where a value is not NaN, that sample's importance map is replaced by
         that constant, for the first training stage and the paper's no-content-weighting
         ablation, so one decoder also learns to decode uniform maps.
+        `detach_importance`: the importance net reads the encoder features without passing
+        gradients back, so the rate terms train the map but do not steer the encoder.
         """
         e, feats = self.analyze(x)
-        p = self.importance_map(feats, rate)
+        p = self.importance_map(feats.detach() if detach_importance else feats, rate)
         if uniform is not None:
             u = uniform.view(-1, 1, 1, 1).to(p.dtype)
             p = torch.where(torch.isnan(u), p, torch.nan_to_num(u).expand_as(p))

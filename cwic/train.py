@@ -58,6 +58,12 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--rate-max", type=float, default=0.85)
     p.add_argument("--uniform-steps", type=int, default=1000, help="stage-1 steps with uniform maps only")
     p.add_argument("--uniform-frac", type=float, default=0.125, help="share of uniform maps after stage 1")
+    p.add_argument(
+        "--detach-importance",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop the rate terms' gradients at the encoder features (see docs/training.md)",
+    )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--save-minutes", type=float, default=1.0, help="train-state save interval")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -164,7 +170,7 @@ def _loop(run: _Run, stop: dict) -> int:
         uniform = torch.from_numpy(np.where(use_uniform, rng.uniform(0, 1, args.batch), np.nan).astype(np.float32)).to(
             dev
         )
-        res = model(x, rate, uniform)
+        res = model(x, rate, uniform, detach_importance=args.detach_importance)
         mse = ((res["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))
         mean_p = res["p"].mean(dim=(1, 2, 3))
         learned = torch.from_numpy(~use_uniform).to(dev)

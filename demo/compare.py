@@ -106,6 +106,16 @@ def prepare_image(source: str | Path | bytes | None, max_side: int = MAX_SIDE) -
     return rgb, note
 
 
+def target_note(achieved: float, target: float, tol: float = 0.1) -> str:
+    """A note for the user when the bpp search could not land near the target (the model's range)."""
+    if abs(achieved - target) <= tol * target:
+        return ""
+    return (
+        f"cwic cannot reach {target:g} bpp on this image with this checkpoint: the closest file it makes "
+        f"is {achieved:.3f} bpp."
+    )
+
+
 def score(result: Result, original: np.ndarray) -> Result:
     """Fill in PSNR, SSIM and MS-SSIM (None when the image is too small for MS-SSIM)."""
     result.scores = {

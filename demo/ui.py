@@ -81,6 +81,8 @@ def make_handler(codec):
             )
         except (CwicError, ValueError) as e:
             raise gr.Error(str(e)) from e
+        if "bpp" in kwargs:
+            note = " ".join(filter(None, [note, compare.target_note(comp.cwic.bpp(), kwargs["bpp"])]))
         imp, kept, bits = compare.maps(comp)
         gallery = [(comp.cwic.image, f"cwic · {comp.cwic.bpp():.3f} bpp")]
         gallery += [(r.image, f"{r.name} · {r.bpp():.3f} bpp · {r.scores['psnr']:.2f} dB") for r in comp.others]
@@ -104,10 +106,12 @@ def make_handler(codec):
 
 
 def _editor_background(image):
-    """A fresh region-of-interest canvas over the newly chosen image."""
-    if not isinstance(image, str):
-        return None
-    return {"background": image, "layers": [], "composite": None}
+    """A fresh region-of-interest canvas over the newly chosen image (as the codec will see it)."""
+    try:
+        rgb, _ = compare.prepare_image(image)
+    except CwicError:
+        return None  # the Compress button reports what is wrong with the upload
+    return {"background": rgb, "layers": [], "composite": None}
 
 
 def make_rd_handler(codec):

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+python -m pip install --quiet --root-user-action=ignore -r requirements.txt -r requirements-dev.txt
 
 # The browser test drives Debian's Chromium (Playwright's own browser download is not used).
 if [ ! -x /usr/bin/chromium ]; then

@@ -122,6 +122,11 @@ def test_maps_are_drawn_over_the_image(codec, small_rgb):
         assert img.std() > 10  # a picture, not a blank canvas
 
 
+def test_target_note_only_when_the_search_misses():
+    assert compare.target_note(0.305, 0.3) == ""
+    assert "cannot reach 0.6 bpp" in compare.target_note(0.157, 0.6)
+
+
 def test_target_bpp_and_unknown_codec(codec, small_rgb):
     comp = compare.compare(codec, small_rgb[:96, :96], bpp=0.4, classical=["WebP"])
     assert comp.others[0].name == "WebP"

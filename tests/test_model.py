@@ -116,3 +116,12 @@ def test_config_rejects_bad_widths() -> None:
         ModelConfig(n=60)
     with pytest.raises(ValueError, match="unknown model config keys"):
         ModelConfig.from_dict({"n": 64, "widthh": 3})
+
+
+def test_detached_importance_keeps_rate_gradients_out_of_the_encoder() -> None:
+    torch.manual_seed(0)
+    model = CWICModel(PRESETS["tiny"])
+    out = model(torch.rand(2, 3, 32, 32), torch.tensor([0.3, 0.5]), detach_importance=True)
+    out["p"].mean().backward()
+    assert model.importance.conv1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.encoder.parameters())

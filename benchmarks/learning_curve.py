@@ -1,0 +1,51 @@
+"""Learning curves of training runs: validation PSNR and raw bpp per quick-eval rate vs hours.
+
+Usage: python benchmarks/learning_curve.py LOG.jsonl [LOG.jsonl ...] --out docs/learning_curve.png
+Each log is a run's `log.jsonl` (written by `python -m cwic train`); the label is its folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_evals(log: Path) -> list[dict]:
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [r for r in rows if "eval" in r]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("logs", type=Path, nargs="+")
+    ap.add_argument("--out", type=Path, default=Path("docs/learning_curve.png"))
+    args = ap.parse_args()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for log in args.logs:
+        evals = read_evals(log)
+        if not evals:
+            continue
+        rates = list(evals[-1]["eval"]["val"])
+        for r in rates:
+            pts = [(e["wall_s"] / 3600, e["eval"]["val"][r]) for e in evals if r in e["eval"]["val"]]
+            label = f"{log.parent.name} r={r}"
+            axes[0].plot([p[0] for p in pts], [p[1]["psnr"] for p in pts], marker=".", label=label)
+            axes[1].plot([p[0] for p in pts], [p[1]["raw_bpp"] for p in pts], marker=".", label=label)
+    axes[0].set(xlabel="training wall time (h)", ylabel="validation PSNR (dB)", title="quality")
+    axes[1].set(xlabel="training wall time (h)", ylabel="raw bpp (kept bits + 4 bits/map entry)", title="rate")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
