@@ -265,7 +265,31 @@ def bdrate_markdown(results: dict) -> str:
         for t in tests:
             cells = [_fmt(by_anchor[a].get(t, {}).get(m)) for a in anchors for m in METRICS]
             lines.append("| " + " | ".join([NAMES[t]] + cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + levels_markdown(results["curves"])) + "\n"
+
+
+def levels_markdown(curves: dict) -> list[str]:
+    """Per cwic level: every rate-matched codec's mean bpp and metrics (the numbers behind the curves)."""
+    cwic = curves.get("cwic")
+    if cwic is None:
+        return []
+    tests = [c for c in ALL_CODECS if c in curves]
+    lines = [
+        "",
+        "## Per cwic level (means over the images; each codec matched per image to cwic's bpp)",
+        "",
+        "| level | codec | bpp | PSNR (dB) | SSIM | MS-SSIM |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, level in enumerate(cwic["points"]):
+        for t in tests:
+            res = curves[t]["results"]
+            if i >= len(res["bpp"]) or curves[t]["points"][i] != level:
+                continue
+            vals = zip([res[m][i] for m in METRICS], (2, 4, 4), strict=True)
+            cells = [f"{res['bpp'][i]:.3f}"] + ["" if v is None else f"{v:.{d}f}" for v, d in vals]
+            lines.append("| " + " | ".join([str(level), NAMES[t], *cells]) + " |")
+    return lines
 
 
 def write_outputs(results: dict, out: Path, reference: Path | None = None) -> None:
