@@ -84,9 +84,11 @@ def measure_rates(model: CWICModel, images: list[np.ndarray], rates: list[float]
 def _card_from_info(info: dict) -> dict:
     return {
         "format": "cwic-checkpoint/1",
+        "preset": info.get("preset"),
         "training": {
             "steps": info["step"],
             "wall_seconds": round(info["wall_seconds"], 1),
+            "init_from": info.get("init_from"),
             "sessions": info["sessions"],
         },
         "exported_on": platform.node(),

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_train_state, save_checkpoint, save_train_state
+from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from .config import PRESETS, ModelConfig
 from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, PatchSampler, center_crops, list_images, split
 from .metrics import ms_ssim, psnr
@@ -40,6 +40,13 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR, help="Kodak folder for quick evaluation")
     p.add_argument("--out", type=Path, required=True, help="run folder (state, log, best checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.*")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start a new OUT from a shipped checkpoint folder: its weights, step count and training record "
+        "continue (the optimizer starts afresh with --warmup); for sessions whose run folder is gone",
+    )
     p.add_argument("--preset", choices=sorted(PRESETS), default="slim")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
     p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
@@ -87,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     config = PRESETS[args.preset]
     if resuming:
         config = ModelConfig.from_dict(json.loads((out / "train_state.json").read_text())["config"])
+    elif args.init_from:
+        init_model, init_card, _ = load_checkpoint(args.init_from)
+        config = init_model.config
     model = CWICModel(config).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     info = {
@@ -99,7 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     if resuming:
         info.update(load_train_state(out, model, opt))
-    rng = np.random.default_rng(args.seed)
+    elif args.init_from:
+        model.load_state_dict(init_model.state_dict())
+        record = init_card.get("training", {})
+        info.update(
+            step=int(record.get("steps", 0)),
+            wall_seconds=float(record.get("wall_seconds", 0.0)),
+            sessions=list(record.get("sessions", [])),
+            preset=init_card.get("preset"),
+            init_from={"weights_id": init_card["weights_id"], "step": record.get("steps")},
+        )
+    rng = np.random.default_rng([args.seed, info["step"]] if args.init_from and not resuming else args.seed)
     if info["np_rng"]:
         rng.bit_generator.state = info["np_rng"]
     info["sessions"] = info["sessions"] + [_session(args)]
@@ -144,7 +164,8 @@ def _loop(run: _Run, stop: dict) -> int:
     """The training loop proper; saves the train state on exit, every --save-minutes and at SIGTERM."""
     args, model, opt, info, rng, dev = run.args, run.model, run.opt, run.info, run.rng, run.dev
     config, out = model.config, args.out
-    resuming = info["step"] > 0
+    first_step = info["step"]  # warm-up counts from here when the optimizer starts afresh
+    fresh_optimizer = not opt.state
     log = (out / "log.jsonl").open("a")
 
     start = time.time()
@@ -159,7 +180,7 @@ def _loop(run: _Run, stop: dict) -> int:
         if args.minutes is not None and time.time() - start >= args.minutes * 60:
             break
         step = info["step"] + 1
-        lr = args.lr * min(1.0, step / args.warmup) if not resuming else args.lr
+        lr = args.lr * min(1.0, (step - first_step) / args.warmup) if fresh_optimizer else args.lr
         for g in opt.param_groups:
             g["lr"] = lr
         x = torch.from_numpy(run.sampler.batch(rng, args.batch)).to(dev)
@@ -266,6 +287,7 @@ def _card(args: argparse.Namespace, config: ModelConfig, info: dict, ev: dict) -
             "wall_seconds": round(info["wall_seconds"], 1),
             "sessions": info["sessions"],
             "data": str(args.data.name),
+            "init_from": info.get("init_from"),
             "recipe": "MSE + gamma*max(mean(p)-r,0) + gamma_under*max(r-mean(p),0), "
             "r~U(rate_min,rate_max) fed to the importance net",
         },

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from .checkpoint import DEFAULT_CHECKPOINT, REPO_ROOT, load_checkpoint, save_checkpoint
 from .context_model import BitContext, MapContext, bit_inputs, export_int, lookup_tables, map_inputs, rate_plane_value
 from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, list_images, load_downscaled, split
-from .model import mask_from_levels, pad_to_multiple, quantize_importance
+from .images import load_rgb
+from .metrics import ms_ssim, psnr
+from .model import mask_from_levels, pad_to_multiple, quantize_importance, reconstruct
 
 GOLDEN_DIR = REPO_ROOT / "tests" / "golden"
 START_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_calibrate:
         codec = Codec.load(args.checkpoint)
-        levels = calibrate_levels(codec, args.kodak)
+        levels = add_quality(codec, args.kodak, calibrate_levels(codec, args.kodak))
         model, card, extra = load_checkpoint(args.checkpoint)
         card["levels"] = levels
         _save(args.checkpoint, model, card, extra)
@@ -265,6 +267,22 @@ def calibrate_levels(codec, kodak_dir: Path, rates=START_RATES, low: float = 0.1
         bpp, raw = measured[r]
         levels.append({"level": k + 1, "rate": r, "bpp": round(bpp, 4), "raw_bpp": round(raw, 4)})
         print(f"level {k + 1}: r={r} bpp={bpp:.4f} raw={raw:.4f} saving={1 - bpp / raw:.1%}", flush=True)
+    return levels
+
+
+@torch.no_grad()
+def add_quality(codec, kodak_dir: Path, levels: list[dict]) -> list[dict]:
+    """Add each level's mean Kodak PSNR and MS-SSIM (the reference reconstruction) to its row."""
+    images = [load_rgb(f) for f in list_images(kodak_dir)]
+    for lv in levels:
+        recs = []
+        for rgb in images:
+            x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
+            y = reconstruct(codec.model, x, float(np.float32(lv["rate"])))[0][0]
+            recs.append((y.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        lv["psnr"] = round(float(np.mean([psnr(a, b) for a, b in zip(images, recs, strict=True)])), 3)
+        lv["ms_ssim"] = round(float(np.mean([ms_ssim(a, b) for a, b in zip(images, recs, strict=True)])), 4)
+        print(f"level {lv['level']}: psnr={lv['psnr']} ms_ssim={lv['ms_ssim']}", flush=True)
     return levels
 
 

@@ -57,3 +57,13 @@ def test_run_exports_a_loadable_best_checkpoint(photos: Path, tmp_path: Path) ->
     assert extra == {}
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert any("eval" in row for row in log)
+
+
+def test_init_from_a_shipped_checkpoint_continues_its_record(photos: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train_main(_args(photos, first, 3)) == 0
+    _, card, _ = load_checkpoint(first / "best")
+    assert train_main(_args(photos, second, 5) + ["--init-from", str(first / "best")]) == 0
+    info = json.loads((second / "train_state.json").read_text())
+    assert info["step"] == 5 and len(info["sessions"]) == 2
+    assert info["init_from"] == {"weights_id": card["weights_id"], "step": 3}
