@@ -16,16 +16,15 @@ import torch
 
 from . import bitstream
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from .entropy import EntropyModel, fixed_threads
+from .entropy import EntropyModel
 from .errors import CheckpointError, ImageError
 from .images import check_rgb
-from .model import mask_from_levels, pad_to_multiple, quantize_importance
+from .model import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance
 
 DEFAULT_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)  # used until `train-entropy` calibrates the card
 DEFAULT_LEVEL = 3
 RATE_MIN, RATE_MAX = 0.005, 0.98  # search range of `bpp=`
 BPP_TOLERANCE = 0.01  # relative tolerance of the `bpp=` search
-RENDER_THREADS = 2  # synthesis always runs with this many threads: its float32 output depends on it
 
 
 @dataclass

@@ -8,7 +8,6 @@ inputs with identical (exact integer) arithmetic. Stage order and inputs: see co
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import constriction
@@ -30,6 +29,7 @@ from .context_model import (
     rate_plane_value,
 )
 from .errors import BitstreamError, CheckpointError
+from .model import fixed_threads
 
 _STEP = 2.0 ** (W_BITS + A_BITS) / LUT_STEP  # integer logit units per table step
 
@@ -42,17 +42,6 @@ class Coded:
     bits_section: bytes
     map_info: np.ndarray  # (h, w) float64: -log2 P(q) of each map entry, as coded
     bits_info: np.ndarray  # (h, w) float64: sum of -log2 P(bit) of the coded bits at each location
-
-
-@contextmanager
-def fixed_threads(n: int):
-    """Run torch ops with exactly n threads (float32 conv results can depend on the thread count)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 class _Coder:

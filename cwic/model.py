@@ -13,6 +13,9 @@ Two documented departures from the paper, both for a single variable-rate model:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,6 +23,18 @@ from torch import Tensor, nn
 from .config import ModelConfig
 
 MIN_SIDE = 16  # smallest image side the codec accepts (2x2 code locations)
+RENDER_THREADS = 2  # synthesis always runs with this many threads: its float32 output depends on it
+
+
+@contextmanager
+def fixed_threads(n: int) -> Iterator[None]:
+    """Run torch ops with exactly n threads (float32 conv results can depend on the thread count)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class Binarize(torch.autograd.Function):
@@ -213,7 +228,8 @@ def reconstruct(model: CWICModel, x: Tensor, rate: float) -> tuple[Tensor, Tenso
     e, feats = model.analyze(xp)
     q = quantize_importance(model.importance_map(feats, rate), model.config.levels)
     mask = mask_from_levels(q, model.config.n, model.config.levels)
-    x_hat = model.synthesize((e > 0.5).float(), mask)
+    with fixed_threads(RENDER_THREADS):  # as the codec renders: the decoded file equals this bit for bit
+        x_hat = model.synthesize((e > 0.5).float(), mask)
     return x_hat[..., :h, :w].clamp(0, 1), q, mask
 
 

@@ -28,7 +28,7 @@ from .context_model import BitContext, MapContext, bit_inputs, export_int, looku
 from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, list_images, load_downscaled, split
 from .images import load_rgb
 from .metrics import ms_ssim, psnr
-from .model import mask_from_levels, pad_to_multiple, quantize_importance, reconstruct
+from .model import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance, reconstruct
 
 GOLDEN_DIR = REPO_ROOT / "tests" / "golden"
 START_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)
@@ -304,8 +304,6 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
     A float32 decoder can differ in the last bits between CPUs; a large rounding margin keeps the
     committed pixel hash valid across machines. The hash of the decoded codes is exact anyway.
     """
-    from .codec import RENDER_THREADS
-    from .entropy import fixed_threads
     from .images import load_rgb
 
     rgb = load_rgb(sorted(list_images(kodak_dir))[22])  # kodim23
