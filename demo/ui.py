@@ -83,13 +83,21 @@ def make_handler(codec):
             raise gr.Error(str(e)) from e
         if "bpp" in kwargs:
             note = " ".join(filter(None, [note, compare.target_note(comp.cwic.bpp(), kwargs["bpp"])]))
-        imp, kept, bits = compare.maps(comp)
-        gallery = [(comp.cwic.image, f"cwic · {comp.cwic.bpp():.3f} bpp")]
-        gallery += [(r.image, f"{r.name} · {r.bpp():.3f} bpp · {r.scores['psnr']:.2f} dB") for r in comp.others]
-        files = compare.write_files(comp, Path(tempfile.mkdtemp(prefix="cwic-demo-")))
-        zoom = compare.zoom_tiles(comp, compare.zoom_box(comp.compressed.bits_per_block, rgb.shape[:2]))
+        folder = Path(tempfile.mkdtemp(prefix="cwic-demo-"))
+        files = compare.write_files(comp, folder)
+        # Every picture goes to the browser as a PNG file written here, fast (see compare.png_file).
+        view = folder / "view"
+        view.mkdir()
+        original, cwic_png = compare.png_file(comp.original, view / "original.png"), str(files[1])
+        imp, kept, bits = (compare.png_file(m, view / f"map{i}.png") for i, m in enumerate(compare.maps(comp)))
+        gallery = [(cwic_png, f"cwic · {comp.cwic.bpp():.3f} bpp")]
+        for i, r in enumerate(comp.others):
+            caption = f"{r.name} · {r.bpp():.3f} bpp · {r.scores['psnr']:.2f} dB"
+            gallery.append((compare.png_file(r.image, view / f"codec{i}.png"), caption))
+        tiles = compare.zoom_tiles(comp, compare.zoom_box(comp.compressed.bits_per_block, rgb.shape[:2]))
+        zoom = [(compare.png_file(t, view / f"zoom{i}.png"), name) for i, (t, name) in enumerate(tiles)]
         return (
-            (comp.original, comp.cwic.image),
+            (original, cwic_png),
             compare.summary_markdown(comp),
             note,
             imp,

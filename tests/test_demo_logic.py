@@ -143,14 +143,21 @@ def test_event_function_fills_every_panel(codec, tmp_path):
     slider, summary, note, imp, kept, bits, gallery, table, files, zoom, comp = run(
         path, "cwic level", 1, 0.3, ["JPEG"], False, progress=lambda *a, **k: None
     )
-    assert slider[0].shape == slider[1].shape == (64, 96, 3)
+
+    def load(path):
+        with Image.open(path) as im:
+            assert im.format == "PNG"
+            return np.asarray(im.convert("RGB"))
+
+    assert load(slider[0]).shape == load(slider[1]).shape == (64, 96, 3)
+    assert np.array_equal(load(slider[1]), comp.cwic.image)  # lossless: the browser sees the decoded pixels
     assert "cwic file" in summary and "MS-SSIM **n/a" in summary and note == ""
-    assert all(m.ndim == 3 for m in (imp, kept, bits))
+    assert all(load(m).ndim == 3 for m in (imp, kept, bits))
     assert [caption.split(" ·")[0] for _, caption in gallery] == ["cwic", "JPEG"]
     assert [row[0] for row in table] == ["cwic", "JPEG"]
     assert Path(files[0]).suffix == ".cwic" and Path(files[0]).stat().st_size == table[0][1]
     assert [name for _, name in zoom] == ["original", "cwic", "JPEG"]
-    assert zoom[0][0].shape == (3 * 64, 3 * 64, 3)
+    assert load(zoom[0][0]).shape == (3 * 64, 3 * 64, 3)
     assert comp.cwic.data == Path(files[0]).read_bytes()
     bad = tmp_path / "bad.png"
     bad.write_text("hello")
