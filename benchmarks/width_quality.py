@@ -23,8 +23,9 @@ import torch
 from cwic.checkpoint import load_train_state
 from cwic.config import PRESETS
 from cwic.data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, center_crops, list_images, split
+from cwic.images import load_rgb
 from cwic.model import CWICModel
-from cwic.train import QUICK_KODAK, _load_rgb, evaluate_quick
+from cwic.train import QUICK_KODAK, evaluate_quick
 from cwic.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "width_quality.json")
     args = ap.parse_args()
     val = torch.from_numpy(center_crops(split(list_images(DEFAULT_TRAIN_DIR))[1][:16], 128))
-    kodak = [_load_rgb(DEFAULT_KODAK_DIR / n) for n in QUICK_KODAK]
+    kodak = [load_rgb(DEFAULT_KODAK_DIR / n) for n in QUICK_KODAK]
     rows = []
     for name in args.presets:
         out = args.runs / f"width-{name}"

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .data import DEFAULT_KODAK_DIR, list_images
+from .images import load_rgb
 from .metrics import ms_ssim, psnr
 from .model import CWICModel, raw_bpp, reconstruct
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, card, _ = load_checkpoint(args.run / "best")
     model.eval()
-    images = [np.asarray(_open_rgb(f)) for f in list_images(args.kodak)]
+    images = [load_rgb(f) for f in list_images(args.kodak)]
     fp32 = measure_rates(model, images, args.rates)
     save_checkpoint(args.to, model, card, fp16=True)
     shipped, card, _ = load_checkpoint(args.to)
@@ -93,10 +94,3 @@ def _card_from_info(info: dict) -> dict:
         },
         "exported_on": platform.node(),
     }
-
-
-def _open_rgb(path: Path):
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.convert("RGB")

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from .config import PRESETS, ModelConfig
 from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, PatchSampler, center_crops, list_images, split
+from .images import load_rgb
 from .metrics import ms_ssim, psnr
 from .model import CWICModel, raw_bpp, reconstruct
 
@@ -91,13 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     resuming = args.resume and (out / "train_state.json").is_file()
-    config = PRESETS[args.preset]
     if resuming:
-        config = ModelConfig.from_dict(json.loads((out / "train_state.json").read_text())["config"])
+        model = CWICModel(ModelConfig.from_dict(json.loads((out / "train_state.json").read_text())["config"]))
     elif args.init_from:
-        init_model, init_card, _ = load_checkpoint(args.init_from)
-        config = init_model.config
-    model = CWICModel(config).to(dev)
+        model, init_card, _ = load_checkpoint(args.init_from)  # float32 weights of the shipped checkpoint
+    else:
+        model = CWICModel(PRESETS[args.preset])
+    model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     info = {
         "step": 0,
@@ -110,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     if resuming:
         info.update(load_train_state(out, model, opt))
     elif args.init_from:
-        model.load_state_dict(init_model.state_dict())
         record = init_card.get("training", {})
         info.update(
             step=int(record.get("steps", 0)),
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     files_train, files_val = split(list_images(args.data))
     sampler = PatchSampler(files_train, args.patch)
     val = torch.from_numpy(center_crops(files_val[:16], args.patch))
-    kodak = [_load_rgb(args.kodak / n) for n in QUICK_KODAK if (args.kodak / n).is_file()]
+    kodak = [load_rgb(args.kodak / n) for n in QUICK_KODAK if (args.kodak / n).is_file()]
     print(
         f"cwic train: {'resumed' if resuming else args.preset}, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
@@ -304,13 +304,6 @@ def _session(args: argparse.Namespace) -> dict:
         "cuda": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
-
-
-def _load_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def _log(fh, obj: dict) -> None:

@@ -27,8 +27,7 @@ from .checkpoint import DEFAULT_CHECKPOINT, REPO_ROOT, load_checkpoint, save_che
 from .context_model import BitContext, MapContext, bit_inputs, export_int, lookup_tables, map_inputs, rate_plane_value
 from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, list_images, load_downscaled, split
 from .images import load_rgb
-from .metrics import ms_ssim, psnr
-from .model import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance, reconstruct
+from .model import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance
 
 GOLDEN_DIR = REPO_ROOT / "tests" / "golden"
 START_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)
@@ -270,18 +269,14 @@ def calibrate_levels(codec, kodak_dir: Path, rates=START_RATES, low: float = 0.1
     return levels
 
 
-@torch.no_grad()
 def add_quality(codec, kodak_dir: Path, levels: list[dict]) -> list[dict]:
     """Add each level's mean Kodak PSNR and MS-SSIM (the reference reconstruction) to its row."""
+    from .export import measure_rates
+
     images = [load_rgb(f) for f in list_images(kodak_dir)]
-    for lv in levels:
-        recs = []
-        for rgb in images:
-            x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
-            y = reconstruct(codec.model, x, float(np.float32(lv["rate"])))[0][0]
-            recs.append((y.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-        lv["psnr"] = round(float(np.mean([psnr(a, b) for a, b in zip(images, recs, strict=True)])), 3)
-        lv["ms_ssim"] = round(float(np.mean([ms_ssim(a, b) for a, b in zip(images, recs, strict=True)])), 4)
+    rows = measure_rates(codec.model, images, [float(np.float32(lv["rate"])) for lv in levels])
+    for lv, row in zip(levels, rows, strict=True):
+        lv.update(psnr=row["psnr"], ms_ssim=row["ms_ssim"])
         print(f"level {lv['level']}: psnr={lv['psnr']} ms_ssim={lv['ms_ssim']}", flush=True)
     return levels
 
