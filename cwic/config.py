@@ -23,6 +23,7 @@ class ModelConfig:
     dec2: int = 256  # decoder at 1/4 resolution (before depth-to-space x4)
     dec_inner: int = 128  # bottleneck width of every decoder residual block
     dec_out: int = 32  # full-resolution conv before the 1x1 to RGB
+    mean_shift: bool = False  # shift each importance map so that mean(p) = r (see docs/design.md)
 
     def __post_init__(self) -> None:
         if self.n % self.levels:
@@ -30,7 +31,7 @@ class ModelConfig:
         if self.dec1 % 4 or self.dec2 % 16:
             raise ValueError("dec1 must divide by 4 and dec2 by 16 (depth-to-space x2, x4)")
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
 
     @classmethod

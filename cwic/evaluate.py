@@ -185,9 +185,10 @@ def _evaluate_loaded(index, path, rgb, codec, codecs, levels, tol, sweep) -> tup
 
 def score(ref: np.ndarray, rec: np.ndarray) -> dict:
     """The three metrics of docs/metrics.md; non-finite or unscorable values become None."""
-    from .metrics import ms_ssim, psnr, ssim
+    from .metrics import quality
 
-    out = {"psnr-rgb": psnr(ref, rec), "ssim-rgb": ssim(ref, rec), "ms-ssim-rgb": ms_ssim(ref, rec)}
+    q = quality(ref, rec)
+    out = {"psnr-rgb": q["psnr"], "ssim-rgb": q["ssim"], "ms-ssim-rgb": q["ms_ssim"]}
     return {k: (v if v is not None and math.isfinite(v) else None) for k, v in out.items()}
 
 

@@ -76,6 +76,28 @@ class ImportanceMask(torch.autograd.Function):
         return grad_p, None, None
 
 
+def shift_to_mean(p: Tensor, rate: Tensor, iters: int = 40) -> Tensor:
+    """Shift each map (B, 1, h, w) by the constant t that makes mean(clamp(p + t, 0, 1)) = rate.
+
+    The rate then holds by construction, so the only gradient that shapes the map is the
+    distortion's: it moves importance from where it helps least to where it helps most. t is
+    found by bisection (the mean is monotone in t); its gradient is the implicit one, so an
+    unclamped entry gets g - mean(g) over the unclamped entries and a clamped one gets none.
+    """
+    r = rate.view(-1, 1, 1, 1).to(p.dtype)
+    with torch.no_grad():
+        lo, hi = torch.full_like(r, -1.0), torch.full_like(r, 1.0)
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            below = (p + mid).clamp(0, 1).mean(dim=(1, 2, 3), keepdim=True) < r
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        t = (lo + hi) / 2
+        inner = ((p + t > 0) & (p + t < 1)).to(p.dtype)
+    delta = (p - p.detach()) * inner  # zero in value; carries the gradient of the unclamped entries
+    shift = delta.sum(dim=(1, 2, 3), keepdim=True) / inner.sum(dim=(1, 2, 3), keepdim=True).clamp(min=1)
+    return torch.where(inner.bool(), p + t - shift, (p + t).clamp(0, 1))
+
+
 def quantize_importance(p: Tensor, levels: int) -> Tensor:
     """Integer importance levels 0..L-1 (as int64), floor(L*p) with p = 1 mapped to L-1."""
     return torch.clamp(torch.floor(p * levels), 0, levels - 1).long()
@@ -179,7 +201,8 @@ class CWICModel(nn.Module):
     def importance_map(self, feats: Tensor, rate: Tensor | float) -> Tensor:
         """Importance map p in (0, 1), (B, 1, h, w), for target mean importance `rate`."""
         rate = torch.as_tensor(rate, dtype=feats.dtype, device=feats.device).reshape(-1)
-        return self.importance(feats, rate)
+        p = self.importance(feats, rate)
+        return shift_to_mean(p, rate) if self.config.mean_shift else p
 
     def synthesize(self, bits: Tensor, mask: Tensor) -> Tensor:
         """0/1 bits and 0/1 mask (B, n, h, w) -> image in [0, 1] (unclamped, padded size)."""

@@ -16,7 +16,7 @@ import math
 import platform
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,12 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         default=True,
         help="stop the rate terms' gradients at the encoder features (see docs/training.md)",
     )
+    p.add_argument(
+        "--mean-shift",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="shift every importance map so that mean(p) = r (the model's config keeps it; default: as loaded)",
+    )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--save-minutes", type=float, default=1.0, help="train-state save interval")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -98,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         model, init_card, _ = load_checkpoint(args.init_from)  # float32 weights of the shipped checkpoint
     else:
         model = CWICModel(PRESETS[args.preset])
+    if args.mean_shift is not None:
+        model.config = replace(model.config, mean_shift=args.mean_shift)
     model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     info = {

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from cwic import baselines, metrics
 from cwic.errors import ImageError
 from cwic.images import MIN_SIDE, to_rgb
 
+WORKERS = 2  # threads for the single-threaded work (scores, classical codecs, PNG writes): one per core
 MAX_SIDE = 1024  # the demo downscales larger uploads (long side) to stay responsive on 2 CPU cores
 MAX_UPLOAD_PIXELS = 50 * 10**6  # larger uploads are refused before decoding (decompression bombs)
 
@@ -118,11 +120,7 @@ def target_note(achieved: float, target: float, tol: float = 0.1) -> str:
 
 def score(result: Result, original: np.ndarray) -> Result:
     """Fill in PSNR, SSIM and MS-SSIM (None when the image is too small for MS-SSIM)."""
-    result.scores = {
-        "psnr": metrics.psnr(original, result.image),
-        "ssim": metrics.ssim(original, result.image),
-        "ms_ssim": metrics.ms_ssim(original, result.image),
-    }
+    result.scores = metrics.quality(original, result.image)
     return result
 
 
@@ -183,16 +181,22 @@ def compare(
         raise ValueError(f"unknown codec(s) {unknown}; choose from {list(CLASSICAL)}")
     step(0.05, desc="cwic: encoding and decoding")
     extra = {} if roi is None else {"roi": roi}
-    main, c = run_cwic(codec, rgb, level=level, bpp=bpp, **extra)
-    others = []
-    for i, name in enumerate(classical):
-        step(0.3 + 0.5 * i / max(len(classical), 1), desc=f"{name} at {main.bpp():.3f} bpp")
-        others.append(score(run_classical(name, rgb, main.bpp()), rgb))
+    main, c = run_cwic(codec, rgb, level=level, bpp=bpp, **extra)  # torch: both cores, timed alone
+    # Scoring and the classical codecs are single-threaded: two at a time fill the two cores, and
+    # a timed classical encode never shares its core with torch.
+    with ThreadPoolExecutor(WORKERS) as pool:
+        main_scored = pool.submit(score, main, rgb)
+        jobs = [pool.submit(lambda n: score(run_classical(n, rgb, main.bpp()), rgb), name) for name in classical]
+        others = []
+        for i, (name, job) in enumerate(zip(classical, jobs, strict=True)):
+            step(0.3 + 0.5 * i / max(len(classical), 1), desc=f"{name} at {main.bpp():.3f} bpp")
+            others.append(job.result())
+        main_scored.result()
     if uniform:
         step(0.85, desc="cwic with a uniform importance map")
         others.append(score(run_cwic(codec, rgb, level=level, bpp=bpp, uniform=True, **extra)[0], rgb))
     step(0.95, desc="metrics and maps")
-    return Comparison(rgb, score(main, rgb), c, others)
+    return Comparison(rgb, main, c, others)
 
 
 def metrics_rows(comp: Comparison) -> list[list]:
@@ -395,12 +399,7 @@ def rd_points(
 
 
 def _point(nbytes: int, image: np.ndarray, rgb: np.ndarray) -> dict:
-    return {
-        "bpp": nbytes * 8 / (rgb.shape[0] * rgb.shape[1]),
-        "psnr": metrics.psnr(rgb, image),
-        "ssim": metrics.ssim(rgb, image),
-        "ms_ssim": metrics.ms_ssim(rgb, image),
-    }
+    return {"bpp": nbytes * 8 / (rgb.shape[0] * rgb.shape[1]), **metrics.quality(rgb, image)}
 
 
 def rd_plot(curves: dict[str, list[dict]], current: Comparison | None = None, reference: bool = True) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
@@ -84,18 +85,26 @@ def make_handler(codec):
         if "bpp" in kwargs:
             note = " ".join(filter(None, [note, compare.target_note(comp.cwic.bpp(), kwargs["bpp"])]))
         folder = Path(tempfile.mkdtemp(prefix="cwic-demo-"))
-        files = compare.write_files(comp, folder)
-        # Every picture goes to the browser as a PNG file written here, fast (see compare.png_file).
         view = folder / "view"
         view.mkdir()
-        original, cwic_png = compare.png_file(comp.original, view / "original.png"), str(files[1])
-        imp, kept, bits = (compare.png_file(m, view / f"map{i}.png") for i, m in enumerate(compare.maps(comp)))
-        gallery = [(cwic_png, f"cwic · {comp.cwic.bpp():.3f} bpp")]
-        for i, r in enumerate(comp.others):
-            caption = f"{r.name} · {r.bpp():.3f} bpp · {r.scores['psnr']:.2f} dB"
-            gallery.append((compare.png_file(r.image, view / f"codec{i}.png"), caption))
         tiles = compare.zoom_tiles(comp, compare.zoom_box(comp.compressed.bits_per_block, rgb.shape[:2]))
-        zoom = [(compare.png_file(t, view / f"zoom{i}.png"), name) for i, (t, name) in enumerate(tiles)]
+        with ThreadPoolExecutor(compare.WORKERS) as pool:  # PNG writes run while matplotlib draws the maps
+
+            def png(image, name: str):
+                return pool.submit(compare.png_file, image, view / name)
+
+            written = pool.submit(compare.write_files, comp, folder)
+            original = png(comp.original, "original.png")
+            shown = [png(r.image, f"codec{i}.png") for i, r in enumerate(comp.others)]
+            zoomed = [png(t, f"zoom{i}.png") for i, (t, _) in enumerate(tiles)]
+            drawn = [png(m, f"map{i}.png") for i, m in enumerate(compare.maps(comp))]
+        files, original = written.result(), original.result()
+        imp, kept, bits = (job.result() for job in drawn)
+        cwic_png = str(files[1])
+        gallery = [(cwic_png, f"cwic · {comp.cwic.bpp():.3f} bpp")]
+        for r, path in zip(comp.others, shown, strict=True):
+            gallery.append((path.result(), f"{r.name} · {r.bpp():.3f} bpp · {r.scores['psnr']:.2f} dB"))
+        zoom = [(path.result(), name) for path, (_, name) in zip(zoomed, tiles, strict=True)]
         return (
             (original, cwic_png),
             compare.summary_markdown(comp),

@@ -1,5 +1,7 @@
 """The network: shapes, padding, binarizer and mask (values and proxy gradients)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from cwic.model import (
     pad_to_multiple,
     quantize_importance,
     reconstruct,
+    shift_to_mean,
 )
 
 
@@ -125,3 +128,35 @@ def test_detached_importance_keeps_rate_gradients_out_of_the_encoder() -> None:
     out["p"].mean().backward()
     assert model.importance.conv1.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.encoder.parameters())
+
+
+def test_mean_shift_gives_each_map_its_rate_and_moves_importance_by_the_gradient() -> None:
+    torch.manual_seed(0)
+    p = torch.rand(3, 1, 6, 7).requires_grad_()
+    rate = torch.tensor([0.05, 0.4, 0.97])
+    shifted = shift_to_mean(p, rate)
+    assert shifted.min() >= 0 and shifted.max() <= 1
+    assert torch.allclose(shifted.mean(dim=(1, 2, 3)), rate, atol=1e-6)
+    g = torch.randn_like(p)
+    (shifted * g).sum().backward()
+    clamped = (shifted == 0) | (shifted == 1)
+    assert clamped[0].any() and (p.grad[clamped] == 0).all()  # a clamped entry cannot move the file size
+    inner = ~clamped[2]
+    assert torch.allclose(p.grad[2][inner], g[2][inner] - g[2][inner].mean(), atol=1e-6)
+
+    # where nothing clamps, the shift keeps the map's shape and what one entry gains the others pay
+    narrow = (0.3 + 0.2 * torch.rand(1, 1, 6, 7)).requires_grad_()
+    out = shift_to_mean(narrow, torch.tensor([0.6]))
+    assert torch.allclose(out - narrow, 0.6 - narrow.mean(), atol=1e-6)
+    (out * g[:1]).sum().backward()
+    assert torch.allclose(narrow.grad, g[:1] - g[:1].mean(), atol=1e-6)
+
+
+def test_a_mean_shift_model_holds_its_rate_and_loads_from_old_configs() -> None:
+    torch.manual_seed(0)
+    model = CWICModel(replace(PRESETS["tiny"], mean_shift=True))
+    _, feats = model.analyze(torch.rand(2, 3, 64, 64))
+    p = model.importance_map(feats, torch.tensor([0.2, 0.7]))
+    assert torch.allclose(p.mean(dim=(1, 2, 3)), torch.tensor([0.2, 0.7]), atol=1e-3)
+    old = {k: v for k, v in PRESETS["tiny"].to_dict().items() if k != "mean_shift"}
+    assert ModelConfig.from_dict(old).mean_shift is False
