@@ -123,12 +123,7 @@ class Codec:
         roi_blocks = _block_mean(roi, xp.shape[-2:]) if roi is not None else None
 
         def importance(rate: float) -> torch.Tensor:
-            p = self.model.importance_map(feats, rate)[0, 0]
-            if uniform:
-                p = torch.full_like(p, float(p.mean()))
-            if roi_blocks is not None:
-                p = p + roi_blocks * (1 - p)
-            return p
+            return self.model.importance_map(feats, rate, roi_blocks, uniform)[0, 0]
 
         if bpp is None:
             lvl = DEFAULT_LEVEL if level is None else level
@@ -219,4 +214,4 @@ def _block_mean(roi: np.ndarray, padded_hw) -> torch.Tensor:
     """Mean of the ROI over each 8x8 block (replicate-padded like the image), clipped to [0, 1]."""
     t = torch.from_numpy(np.clip(roi, 0, 1))[None, None]
     t, _ = pad_to_multiple(t)
-    return torch.nn.functional.avg_pool2d(t, 8)[0, 0]
+    return torch.nn.functional.avg_pool2d(t, 8)

@@ -198,10 +198,22 @@ class CWICModel(nn.Module):
         """Padded image in [0, 1] -> (sigmoid code activations e, encoder features)."""
         return self.encoder(x * 2 - 1)
 
-    def importance_map(self, feats: Tensor, rate: Tensor | float) -> Tensor:
-        """Importance map p in (0, 1), (B, 1, h, w), for target mean importance `rate`."""
+    def importance_map(
+        self, feats: Tensor, rate: Tensor | float, roi: Tensor | None = None, uniform: bool = False
+    ) -> Tensor:
+        """Importance map p in [0, 1], (B, 1, h, w), for target mean importance `rate`.
+
+        `uniform`: the map is replaced by its mean (the paper's "no content weighting" ablation).
+        `roi` (B or 1, 1, h, w) in [0, 1] raises p to p + roi (1 - p) (a painted region of
+        interest); with `mean_shift` that happens before the shift, so the mean, and with it the
+        file size, stays put and the bits move into the region.
+        """
         rate = torch.as_tensor(rate, dtype=feats.dtype, device=feats.device).reshape(-1)
         p = self.importance(feats, rate)
+        if uniform:
+            p = p.mean(dim=(1, 2, 3), keepdim=True).expand_as(p)
+        if roi is not None:
+            p = p + roi * (1 - p)
         return shift_to_mean(p, rate) if self.config.mean_shift else p
 
     def synthesize(self, bits: Tensor, mask: Tensor) -> Tensor:

@@ -63,6 +63,23 @@ def _level_info(codec) -> str:
     return "mean bpp on Kodak per level: " + ", ".join(parts) if parts else "1 = fewest bits"
 
 
+def _roi_explanation(codec) -> str:
+    """What painting does depends on the checkpoint: a mean-shifted map moves bits, an older one adds them."""
+    how = (
+        "Paint over a face or some text, then press **Compress**: cwic raises the importance there "
+        "(p' = p + roi·(1 − p))"
+    )
+    if codec.model.config.mean_shift:
+        return how + (
+            " before the map is shifted back to the level's mean, so the file stays about the same size and "
+            "the bits map shows the bits move from the rest of the image into the painted region."
+        )
+    return how + (
+        " and the bits map shows them move. At a fixed level the file grows; with a target bpp the total "
+        "stays put and the rest of the image pays for it."
+    )
+
+
 def make_handler(codec):
     """The event function behind the Compress button (and the `compress` API endpoint)."""
 
@@ -185,11 +202,7 @@ def build_demo(codec) -> gr.Blocks:
                 )
                 summary = gr.Markdown("Press **Compress** to see the numbers.", elem_id="summary")
         with gr.Accordion("Paint where the bits should go (region of interest)", open=False):
-            gr.Markdown(
-                "Paint over a face or some text, then press **Compress**: cwic raises the importance there "
-                "(p' = p + roi·(1 − p)) and the bits map shows them move. At a fixed level the file grows; "
-                "with a target bpp the total stays put and the rest of the image pays for it."
-            )
+            gr.Markdown(_roi_explanation(codec))
             roi = gr.ImageEditor(
                 type="numpy",
                 format="png",

@@ -160,3 +160,22 @@ def test_a_mean_shift_model_holds_its_rate_and_loads_from_old_configs() -> None:
     assert torch.allclose(p.mean(dim=(1, 2, 3)), torch.tensor([0.2, 0.7]), atol=1e-3)
     old = {k: v for k, v in PRESETS["tiny"].to_dict().items() if k != "mean_shift"}
     assert ModelConfig.from_dict(old).mean_shift is False
+
+
+@pytest.mark.parametrize("mean_shift", [False, True])
+def test_region_of_interest_raises_importance_and_a_shifted_map_keeps_its_mean(mean_shift: bool) -> None:
+    torch.manual_seed(0)
+    model = CWICModel(replace(PRESETS["tiny"], mean_shift=mean_shift)).eval()
+    _, feats = model.analyze(torch.rand(1, 3, 64, 64))
+    roi = torch.zeros(1, 1, 8, 8)
+    roi[..., :3, :3] = 1
+    base, painted = model.importance_map(feats, 0.3).detach(), model.importance_map(feats, 0.3, roi).detach()
+    assert (painted[..., :3, :3] > base[..., :3, :3]).all()
+    if mean_shift:  # the bits move: same mean, the rest of the image pays
+        assert (
+            float(painted.mean()) == pytest.approx(0.3, abs=1e-5) and (painted[..., 3:, 3:] <= base[..., 3:, 3:]).all()
+        )
+    else:  # the bits are added
+        assert torch.equal(painted[..., 3:, 3:], base[..., 3:, 3:])
+    flat = model.importance_map(feats, 0.3, uniform=True)
+    assert torch.all(flat == flat.flatten()[0])
