@@ -23,7 +23,7 @@ from .model import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multi
 
 DEFAULT_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)  # used until `train-entropy` calibrates the card
 DEFAULT_LEVEL = 3
-RATE_MIN, RATE_MAX = 0.005, 0.98  # search range of `bpp=`
+RATE_MIN, RATE_MAX = 0.005, 0.99  # search range of `bpp=` (a header rate must be < 1)
 BPP_TOLERANCE = 0.01  # relative tolerance of the `bpp=` search
 
 

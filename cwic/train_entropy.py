@@ -94,7 +94,7 @@ def extract_codes(model, files: list[Path], crops: int, per_crop: int, rng: np.r
         e, feats = model.analyze(t)
         bits = (e[0] > 0.5).to(torch.uint8)
         for _ in range(per_crop):
-            rate = float(np.float32(math.exp(rng.uniform(math.log(0.01), math.log(0.95)))))
+            rate = float(np.float32(math.exp(rng.uniform(math.log(0.01), math.log(0.99)))))
             p = model.importance_map(feats, rate)[0]
             if rng.random() < 0.12:
                 p = torch.full_like(p, float(p.mean()))
@@ -248,8 +248,8 @@ def calibrate_levels(codec, kodak_dir: Path, rates=START_RATES, low: float = 0.1
         if measured[cand][0] >= measured[lo][0]:
             break
         lo = cand
-    while measured[hi][0] < high and hi < 0.95:
-        cand = round(min(hi + 0.1, 0.95), 4)
+    while measured[hi][0] < high and hi < 0.99:
+        cand = round(min(hi + 0.1, 0.99), 4)
         measured[cand] = kodak_bpp(codec, prepared, cand)
         if measured[cand][0] <= measured[hi][0]:
             break
