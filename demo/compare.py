@@ -14,10 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from cwic import baselines, metrics
 from cwic.errors import ImageError
@@ -236,6 +238,10 @@ def _render(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+PANEL_MIN_WIDTH = 384  # small images are enlarged (whole pixels) so their map panels stay readable
+FONT = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")  # has × and ·
+
+
 def overlay(
     rgb: np.ndarray,
     values: np.ndarray,
@@ -248,35 +254,43 @@ def overlay(
     levels: int | None = None,
     alpha: float = 0.65,
 ) -> np.ndarray:
-    """A per-8x8-block map drawn over a greyed copy of the image, with a colour bar labelled `label`.
+    """A per-8x8-block map blended over a grey copy of the image at its own resolution, with a
+    colour bar labelled `label` and `title` underneath.
 
-    `levels` draws a discrete colour map with that many steps (for quantized maps).
+    Drawn with numpy and Pillow, not matplotlib: each block covers exactly its 8x8 pixels, and a
+    map costs milliseconds instead of a tenth of a second. `levels` gives a discrete colour map.
     """
     h, w = rgb.shape[:2]
-    bh, bw = values.shape
-    width_in = 6.4
-    fig = Figure(figsize=(width_in, width_in * h / w * 0.86 + 0.5), dpi=110, layout="constrained")
-    ax = fig.add_subplot()
-    grey = rgb.astype(np.float32).mean(axis=2)
-    ax.imshow(grey, cmap="gray", vmin=0, vmax=255, extent=(0, w, h, 0))
-    cm = cmap if levels is None else _discrete(cmap, levels)
-    im = ax.imshow(
-        values, cmap=cm, vmin=vmin, vmax=vmax, alpha=alpha, interpolation="nearest", extent=(0, bw * 8, bh * 8, 0)
-    )
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
-    ax.set_axis_off()
-    fig.supxlabel(title, fontsize=10)  # below the image: the UI puts its label on the top-left corner
-    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    bar.set_label(label)
-    bar.solids.set_alpha(1)
-    return _render(fig)
+    values = np.asarray(values, dtype=np.float64)
+    lo = float(values.min()) if vmin is None else vmin
+    hi = float(values.max()) if vmax is None else vmax
+    hi = hi if hi > lo else lo + 1
+    cm = colormaps[cmap] if levels is None else colormaps[cmap].resampled(levels)
+    colours = cm(np.clip((values - lo) / (hi - lo), 0, 1))[..., :3]
+    blocks = np.repeat(np.repeat(colours, 8, axis=0), 8, axis=1)[:h, :w]
+    grey = rgb.astype(np.float64).mean(axis=2, keepdims=True) / 255
+    picture = np.round(((1 - alpha) * grey + alpha * blocks) * 255).astype(np.uint8)
+    scale = max(1, math.ceil(PANEL_MIN_WIDTH / w))
+    picture = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
+    ph, pw = picture.shape[:2]
 
-
-def _discrete(cmap: str, n: int):
-    from matplotlib import colormaps
-
-    return colormaps[cmap].resampled(n)
+    font = ImageFont.truetype(FONT, 12)
+    bar_x, bar_w, tick_w = pw + 10, 14, 48
+    canvas = Image.new("RGB", (bar_x + bar_w + tick_w + 18, ph + 26), "white")
+    canvas.paste(Image.fromarray(picture), (0, 0))
+    ramp = (cm(np.linspace(1, 0, ph))[:, :3] * 255).round().astype(np.uint8)
+    canvas.paste(Image.fromarray(np.repeat(ramp[:, None], bar_w, axis=1)), (bar_x, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((bar_x, 0, bar_x + bar_w - 1, ph - 1), outline="black")
+    for v in np.linspace(lo, hi, 5):
+        y = round((hi - v) / (hi - lo) * (ph - 1))
+        draw.line((bar_x + bar_w, y, bar_x + bar_w + 3, y), fill="black")
+        draw.text((bar_x + bar_w + 5, min(max(y, 7), ph - 7)), f"{v:.3g}", fill="black", font=font, anchor="lm")
+    side = Image.new("L", (ph, 18), 255)
+    ImageDraw.Draw(side).text((ph // 2, 9), label, fill=0, font=font, anchor="mm")
+    canvas.paste(side.rotate(90, expand=True), (bar_x + bar_w + tick_w, 0))
+    draw.text((4, ph + 13), title, fill="black", font=font, anchor="lm")
+    return np.asarray(canvas)
 
 
 def maps(comp: Comparison) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
