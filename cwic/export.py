@@ -24,6 +24,7 @@ from .data import DEFAULT_KODAK_DIR, list_images
 from .images import load_rgb
 from .metrics import ms_ssim, psnr
 from .model import CWICModel, raw_bpp, reconstruct
+from .train import recipe
 
 CHECK_RATES = (0.05, 0.3, 0.65)
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.which == "last":
         tensors = load_file(str(args.run / "train_state.safetensors"))
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        card = _card_from_info(info)
+        card = _card_from_info(info, model.config)
     else:
         model, card, _ = load_checkpoint(args.run / "best")
     model.eval()
@@ -82,7 +83,7 @@ def measure_rates(model: CWICModel, images: list[np.ndarray], rates: list[float]
     return rows
 
 
-def _card_from_info(info: dict) -> dict:
+def _card_from_info(info: dict, config: ModelConfig) -> dict:
     return {
         "format": "cwic-checkpoint/1",
         "preset": info.get("preset"),
@@ -91,6 +92,7 @@ def _card_from_info(info: dict) -> dict:
             "wall_seconds": round(info["wall_seconds"], 1),
             "init_from": info.get("init_from"),
             "sessions": info["sessions"],
+            "recipe": recipe(config),
         },
         "exported_on": platform.node(),
     }

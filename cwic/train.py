@@ -296,11 +296,18 @@ def _card(args: argparse.Namespace, config: ModelConfig, info: dict, ev: dict) -
             "sessions": info["sessions"],
             "data": str(args.data.name),
             "init_from": info.get("init_from"),
-            "recipe": "MSE + gamma*max(mean(p)-r,0) + gamma_under*max(r-mean(p),0), "
-            "r~U(rate_min,rate_max) fed to the importance net",
+            "recipe": recipe(config),
         },
         "quick_eval": ev,
     }
+
+
+def recipe(config: ModelConfig) -> str:
+    """The loss in one line, for model cards (the arguments of every session are recorded beside it)."""
+    text = (
+        "MSE + gamma*max(mean(p)-r,0) + gamma_under*max(r-mean(p),0), r~U(rate_min,rate_max) fed to the importance net"
+    )
+    return text + ("; p shifted so that mean(p) = r (mean_shift): the hinges are zero" if config.mean_shift else "")
 
 
 def _session(args: argparse.Namespace) -> dict:
