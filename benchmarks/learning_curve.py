@@ -1,7 +1,8 @@
 """Learning curves of training runs: validation PSNR and raw bpp per quick-eval rate vs hours.
 
 Usage: python benchmarks/learning_curve.py LOG.jsonl [LOG.jsonl ...] --out docs/learning_curve.png
-Each log is a run's `log.jsonl` (written by `python -m cwic train`); the label is its folder.
+Each log is a run's `log.jsonl` (written by `python -m cwic train`) or a copy of its eval rows
+(docs/training_log_*.jsonl); the label is the run's folder, or the copy's name.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def main() -> None:
         rates = list(evals[-1]["eval"]["val"])
         for r in rates:
             pts = [(e["wall_s"] / 3600, e["eval"]["val"][r]) for e in evals if r in e["eval"]["val"]]
-            label = f"{log.parent.name} r={r}"
+            label = f"{log.parent.name if log.stem == 'log' else log.stem} r={r}"
             axes[0].plot([p[0] for p in pts], [p[1]["psnr"] for p in pts], marker=".", label=label)
             axes[1].plot([p[0] for p in pts], [p[1]["raw_bpp"] for p in pts], marker=".", label=label)
     axes[0].set(xlabel="training wall time (h)", ylabel="validation PSNR (dB)", title="quality")

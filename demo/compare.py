@@ -242,6 +242,11 @@ PANEL_MIN_WIDTH = 384  # small images are enlarged (whole pixels) so their map p
 FONT = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")  # has × and ·
 
 
+def panel_scale(width: int) -> int:
+    """The whole-pixel enlargement of an image `width` px wide in the map panels."""
+    return max(1, math.ceil(PANEL_MIN_WIDTH / width))
+
+
 def overlay(
     rgb: np.ndarray,
     values: np.ndarray,
@@ -270,7 +275,7 @@ def overlay(
     blocks = np.repeat(np.repeat(colours, 8, axis=0), 8, axis=1)[:h, :w]
     grey = rgb.astype(np.float64).mean(axis=2, keepdims=True) / 255
     picture = np.round(((1 - alpha) * grey + alpha * blocks) * 255).astype(np.uint8)
-    scale = max(1, math.ceil(PANEL_MIN_WIDTH / w))
+    scale = panel_scale(w)
     picture = np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1)
     ph, pw = picture.shape[:2]
 
@@ -374,6 +379,20 @@ def zoom_box(bits_per_block: np.ndarray, shape: tuple[int, int], size: int = 128
     window = integral[k:, k:] - integral[:-k, k:] - integral[k:, :-k] + integral[:-k, :-k]
     by, bx = np.unravel_index(np.argmax(window), window.shape)
     return int(by) * 8, int(bx) * 8, side
+
+
+def zoom_box_at(point: tuple[int, int], shape: tuple[int, int], size: int = 128) -> tuple[int, int, int] | None:
+    """(top, left, side) of the square crop, on the 8x8 block grid, around a point clicked on a map
+    panel ((x, y) in the panel's pixels); None when the click is on the colour bar or the title."""
+    h, w = shape
+    scale = panel_scale(w)
+    x, y = int(point[0]) // scale, int(point[1]) // scale
+    if not (0 <= x < w and 0 <= y < h):
+        return None
+    side = min(size, h, w) // 8 * 8
+    top = min(max(y - side // 2, 0), h - side) // 8 * 8
+    left = min(max(x - side // 2, 0), w - side) // 8 * 8
+    return top, left, side
 
 
 def zoom_tiles(comp: Comparison, box: tuple[int, int, int], scale: int = 3) -> list[tuple[np.ndarray, str]]:

@@ -148,6 +148,20 @@ def _editor_background(image):
     return {"background": rgb, "layers": [], "composite": None}
 
 
+def zoom_at(comp, evt: gr.SelectData):
+    """A click on one of the three maps: the zoomed crops move to the clicked block."""
+    if comp is None:
+        raise gr.Error("Compress an image first.")
+    box = compare.zoom_box_at(evt.index, comp.original.shape[:2])
+    if box is None:  # the colour bar or the title
+        return gr.skip()
+    folder = Path(tempfile.mkdtemp(prefix="cwic-zoom-"))
+    return [
+        (compare.png_file(t, folder / f"zoom{i}.png"), name)
+        for i, (t, name) in enumerate(compare.zoom_tiles(comp, box))
+    ]
+
+
 def make_rd_handler(codec):
     """The event function behind "Plot RD curves": every level and quality sweep on the last image."""
 
@@ -232,7 +246,8 @@ def build_demo(codec) -> gr.Blocks:
         )
         gr.Markdown(
             "### Zoom: the region where cwic spent the most bits\n"
-            "The same crop of every decoded image, enlarged 3× with square pixels."
+            "The same crop of every decoded image, enlarged 3× with square pixels. "
+            "Click anywhere on one of the three maps above to zoom there instead."
         )
         zoom = gr.Gallery(label="zoomed crops", format="png", columns=5, height=300, elem_id="zoom")
         table = gr.Dataframe(headers=compare.METRIC_HEADERS, label="measured on this image", elem_id="metrics")
@@ -252,6 +267,8 @@ def build_demo(codec) -> gr.Blocks:
         inputs = [image, mode, level, bpp, classical, uniform, roi]
         outputs = [slider, summary, note, imp, kept, bits, gallery, table, files, zoom, last]
         button.click(make_handler(codec), inputs, outputs, api_name="compress")
+        for panel in (imp, kept, bits):
+            panel.select(zoom_at, last, zoom, api_name=False)
         rd_button.click(make_rd_handler(codec), last, rd, api_name=False)  # needs the session's State
         image.change(_editor_background, image, roi, api_name=False, queue=False)
         # Moving a rate control selects it, so the rate used is always the one last touched.

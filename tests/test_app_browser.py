@@ -115,6 +115,11 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
         first = summary.inner_text()
         bits_src = page.locator("#bits-map img").get_attribute("src")
 
+        # A click on a map moves the zoomed crops there.
+        zoom_src = page.locator("#zoom img").first.get_attribute("src")
+        page.locator("#bits-map img").click(position={"x": 12, "y": 12})
+        expect(page.locator("#zoom img").first).not_to_have_attribute("src", zoom_src, timeout=60_000)
+
         # Another rate: the numbers and the maps change.
         page.locator("#mode").get_by_text("target bpp").click()
         level = page.locator("#level input[type=number]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -136,7 +137,7 @@ def test_target_bpp_and_unknown_codec(codec, small_rgb):
 
 def test_event_function_fills_every_panel(codec, tmp_path):
     gr = pytest.importorskip("gradio")
-    from demo.ui import make_handler
+    from demo.ui import make_handler, zoom_at
 
     run = make_handler(codec)
     path = str(_png(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:64, :96], tmp_path / "crop.png"))
@@ -159,6 +160,12 @@ def test_event_function_fills_every_panel(codec, tmp_path):
     assert [name for _, name in zoom] == ["original", "cwic", "JPEG"]
     assert load(zoom[0][0]).shape == (3 * 64, 3 * 64, 3)
     assert comp.cwic.data == Path(files[0]).read_bytes()
+
+    # a click on a map (panel pixels: this 96 px wide image is drawn 4x) moves the zoom there
+    moved = zoom_at(comp, SimpleNamespace(index=[4 * 90, 4 * 60]))
+    assert [name for _, name in moved] == ["original", "cwic", "JPEG"]
+    assert np.array_equal(load(moved[0][0])[::3, ::3], comp.original[:, 32:])  # the image's right 64x64
+    assert isinstance(zoom_at(comp, SimpleNamespace(index=[4 * 96 + 20, 10])), type(gr.skip()))  # the colour bar
     bad = tmp_path / "bad.png"
     bad.write_text("hello")
     with pytest.raises(gr.Error, match="bad.png is not an image"):
@@ -171,6 +178,15 @@ def test_zoom_box_finds_the_most_bits():
     top, left, side = compare.zoom_box(bits, (160, 240), size=32)
     assert (top, left, side) == (96, 160, 32)
     assert compare.zoom_box(bits, (20, 40), size=128)[2] == 16  # clipped to the image
+
+
+def test_a_click_on_a_map_picks_the_zoom_box():
+    assert compare.zoom_box_at((400, 300), (512, 768)) == (232, 336, 128)
+    assert compare.zoom_box_at((5, 5), (512, 768)) == (0, 0, 128)
+    assert compare.zoom_box_at((767, 511), (512, 768)) == (384, 640, 128)
+    assert compare.zoom_box_at((800, 100), (512, 768)) is None  # the colour bar
+    assert compare.zoom_box_at((100, 530), (512, 768)) is None  # the title under the map
+    assert compare.panel_scale(120) == 4 and compare.zoom_box_at((4 * 119, 4 * 99), (100, 120)) == (0, 24, 96)
 
 
 def test_rd_curves_cover_every_level_and_plot(codec):
