@@ -1,8 +1,9 @@
 """`python -m cwic train`: resumable training of the variable-rate content-weighted model.
 
 Loss per sample: MSE + gamma * max(mean(p) - r, 0) + gamma_under * max(r - mean(p), 0), r drawn
-uniformly per sample and fed to the importance network. The first term is the paper's rate
-hinge; the weaker second one keeps a rate-conditioned map from collapsing to p = 0 early on.
+per sample (`--rate-min/max/skew`) and fed to the importance network. The first term is the
+paper's rate hinge; the weaker second one keeps a rate-conditioned map from collapsing to p = 0
+early on. With `--mean-shift` the map's mean is r by construction and both terms are zero.
 Stage 1 (`--uniform-steps`) replaces every importance map by a random
 constant map (the two-stage recipe: the autoencoder learns first, without the map); after it,
 `--uniform-frac` of each batch keeps uniform maps so the same decoder serves the ablation.
@@ -64,6 +65,13 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     )
     p.add_argument("--rate-min", type=float, default=0.02)
     p.add_argument("--rate-max", type=float, default=0.85)
+    p.add_argument(
+        "--rate-skew",
+        type=float,
+        default=1.0,
+        help="r = rate_min + (rate_max - rate_min) * u**skew, u ~ U(0, 1): below 1 draws high rates more often, "
+        "so the last code channels (kept only at high r) train more",
+    )
     p.add_argument("--uniform-steps", type=int, default=1000, help="stage-1 steps with uniform maps only")
     p.add_argument("--uniform-frac", type=float, default=0.125, help="share of uniform maps after stage 1")
     p.add_argument(
@@ -192,7 +200,8 @@ def _loop(run: _Run, stop: dict) -> int:
         for g in opt.param_groups:
             g["lr"] = lr
         x = torch.from_numpy(run.sampler.batch(rng, args.batch)).to(dev)
-        rate = torch.from_numpy(rng.uniform(args.rate_min, args.rate_max, args.batch).astype(np.float32)).to(dev)
+        u = rng.uniform(0, 1, args.batch) ** args.rate_skew
+        rate = torch.from_numpy((args.rate_min + (args.rate_max - args.rate_min) * u).astype(np.float32)).to(dev)
         use_uniform = (
             np.ones(args.batch, bool) if step <= args.uniform_steps else rng.random(args.batch) < args.uniform_frac
         )
@@ -305,7 +314,8 @@ def _card(args: argparse.Namespace, config: ModelConfig, info: dict, ev: dict) -
 def recipe(config: ModelConfig) -> str:
     """The loss in one line, for model cards (the arguments of every session are recorded beside it)."""
     text = (
-        "MSE + gamma*max(mean(p)-r,0) + gamma_under*max(r-mean(p),0), r~U(rate_min,rate_max) fed to the importance net"
+        "MSE + gamma*max(mean(p)-r,0) + gamma_under*max(r-mean(p),0), "
+        "r = rate_min + (rate_max-rate_min)*U(0,1)**rate_skew fed to the importance net"
     )
     return text + ("; p shifted so that mean(p) = r (mean_shift): the hinges are zero" if config.mean_shift else "")
 
