@@ -92,7 +92,7 @@ def _card_from_info(info: dict, config: ModelConfig) -> dict:
             "wall_seconds": round(info["wall_seconds"], 1),
             "init_from": info.get("init_from"),
             "sessions": info["sessions"],
-            "recipe": recipe(config),
+            "recipe": recipe(config, info.get("sessions", [])),
         },
         "exported_on": platform.node(),
     }

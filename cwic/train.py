@@ -1,12 +1,13 @@
 """`python -m cwic train`: resumable training of the variable-rate content-weighted model.
 
-Loss per sample: MSE + gamma * max(mean(p) - r, 0) + gamma_under * max(r - mean(p), 0), r drawn
+Loss per sample: D + gamma * max(mean(p) - r, 0) + gamma_under * max(r - mean(p), 0), r drawn
 per sample (`--rate-min/max/skew`) and fed to the importance network. The first term is the
 paper's rate hinge; the weaker second one keeps a rate-conditioned map from collapsing to p = 0
 early on. With `--mean-shift` the map's mean is r by construction and both terms are zero.
 Stage 1 (`--uniform-steps`) replaces every importance map by a random
 constant map (the two-stage recipe: the autoencoder learns first, without the map); after it,
 `--uniform-frac` of each batch keeps uniform maps so the same decoder serves the ablation.
+D is MSE, or 1 - MS-SSIM with `--distortion ms-ssim` (a fine-tune for the SSIM metrics).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from tqdm import tqdm
 from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from .config import PRESETS, ModelConfig
 from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, PatchSampler, center_crops, list_images, split
+from .distortion import DISTORTIONS, distortion
 from .images import load_rgb
-from .metrics import ms_ssim, psnr
+from .metrics import quality
 from .model import CWICModel, raw_bpp, reconstruct
 
 EVAL_RATES = (0.1, 0.3, 0.6)
@@ -86,6 +88,7 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         default=None,
         help="shift every importance map so that mean(p) = r (the model's config keeps it; default: as loaded)",
     )
+    p.add_argument("--distortion", choices=DISTORTIONS, default="mse", help="D in the loss (see above)")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--save-minutes", type=float, default=1.0, help="train-state save interval")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -209,11 +212,12 @@ def _loop(run: _Run, stop: dict) -> int:
             dev
         )
         res = model(x, rate, uniform, detach_importance=args.detach_importance)
-        mse = ((res["x_hat"] - x) ** 2).mean(dim=(1, 2, 3))
+        mse = ((res["x_hat"].detach() - x) ** 2).mean(dim=(1, 2, 3))
+        dist = mse if args.distortion == "mse" else distortion(args.distortion, res["x_hat"], x)
         mean_p = res["p"].mean(dim=(1, 2, 3))
         learned = torch.from_numpy(~use_uniform).to(dev)
         over, under = torch.clamp(mean_p - rate, min=0), torch.clamp(rate - mean_p, min=0)
-        loss = (mse + (args.gamma * over + args.gamma_under * under) * learned).mean()
+        loss = (dist + (args.gamma * over + args.gamma_under * under) * learned).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -269,7 +273,7 @@ def _loop(run: _Run, stop: dict) -> int:
 
 @torch.no_grad()
 def evaluate_quick(model: CWICModel, val: torch.Tensor, kodak: list[np.ndarray], dev: torch.device) -> dict:
-    """Validation crops and a few Kodak images at EVAL_RATES: PSNR, MS-SSIM, raw bpp, mean p."""
+    """Validation crops and a few Kodak images at EVAL_RATES: PSNR, SSIM, MS-SSIM, raw bpp."""
     model.eval()
     out: dict = {"val": {}, "kodak": {}}
     scores = []
@@ -285,11 +289,12 @@ def evaluate_quick(model: CWICModel, val: torch.Tensor, kodak: list[np.ndarray],
             x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(255).to(dev)
             y, _, m = reconstruct(model, x, r)
             rec = (y[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-            rows.append((psnr(img, rec), ms_ssim(img, rec), raw_bpp(m, img.shape[:2])))
+            q = quality(img, rec)
+            rows.append((q["psnr"], q["ssim"], q["ms_ssim"], raw_bpp(m, img.shape[:2])))
         if rows:
             out["kodak"][str(r)] = {
                 k: round(float(np.mean([row[i] for row in rows])), 4)
-                for i, k in enumerate(("psnr", "ms_ssim", "raw_bpp"))
+                for i, k in enumerate(("psnr", "ssim", "ms_ssim", "raw_bpp"))
             }
     out["score"] = round(float(np.mean(scores)), 4)
     return out
@@ -305,18 +310,21 @@ def _card(args: argparse.Namespace, config: ModelConfig, info: dict, ev: dict) -
             "sessions": info["sessions"],
             "data": str(args.data.name),
             "init_from": info.get("init_from"),
-            "recipe": recipe(config),
+            "recipe": recipe(config, info["sessions"]),
         },
         "quick_eval": ev,
     }
 
 
-def recipe(config: ModelConfig) -> str:
+def recipe(config: ModelConfig, sessions: list[dict]) -> str:
     """The loss in one line, for model cards (the arguments of every session are recorded beside it)."""
-    text = (
-        "MSE + gamma*max(mean(p)-r,0) + gamma_under*max(r-mean(p),0), "
+    tuned = any(s.get("args", {}).get("distortion") == "ms-ssim" for s in sessions)
+    text = ("D" if tuned else "MSE") + (
+        " + gamma*max(mean(p)-r,0) + gamma_under*max(r-mean(p),0), "
         "r = rate_min + (rate_max-rate_min)*U(0,1)**rate_skew fed to the importance net"
     )
+    if tuned:
+        text += "; D = 1 - MS-SSIM in the sessions run with --distortion ms-ssim, MSE in the others"
     return text + ("; p shifted so that mean(p) = r (mean_shift): the hinges are zero" if config.mean_shift else "")
 
 

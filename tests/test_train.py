@@ -9,7 +9,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from cwic.checkpoint import load_checkpoint
+from cwic.config import ModelConfig
 from cwic.train import main as train_main
+from cwic.train import recipe
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +69,16 @@ def test_init_from_a_shipped_checkpoint_continues_its_record(photos: Path, tmp_p
     info = json.loads((second / "train_state.json").read_text())
     assert info["step"] == 5 and len(info["sessions"]) == 2
     assert info["init_from"] == {"weights_id": card["weights_id"], "step": 3}
+
+
+def test_ms_ssim_fine_tune_resumes_a_run_and_names_itself_in_the_recipe(photos: Path, tmp_path: Path) -> None:
+    assert train_main(_args(photos, tmp_path, 3)) == 0
+    assert train_main(_args(photos, tmp_path, 6) + ["--resume", "--distortion", "ms-ssim"]) == 0
+    info = json.loads((tmp_path / "train_state.json").read_text())
+    assert info["step"] == 6
+    config = ModelConfig.from_dict(info["config"])
+    assert recipe(config, info["sessions"]).startswith("D + gamma")
+    assert "D = 1 - MS-SSIM in the sessions run with --distortion ms-ssim" in recipe(config, info["sessions"])
+    assert recipe(config, info["sessions"][:1]).startswith("MSE + gamma")
+    weights = load_file(str(tmp_path / "train_state.safetensors"))
+    assert all(np.isfinite(v.numpy()).all() for k, v in weights.items() if k.startswith("model."))
