@@ -212,8 +212,8 @@ def _loop(run: _Run, stop: dict) -> int:
             dev
         )
         res = model(x, rate, uniform, detach_importance=args.detach_importance)
-        mse = ((res["x_hat"].detach() - x) ** 2).mean(dim=(1, 2, 3))
-        dist = mse if args.distortion == "mse" else distortion(args.distortion, res["x_hat"], x)
+        dist = distortion(args.distortion, res["x_hat"], x)
+        mse = dist.detach() if args.distortion == "mse" else ((res["x_hat"].detach() - x) ** 2).mean(dim=(1, 2, 3))
         mean_p = res["p"].mean(dim=(1, 2, 3))
         learned = torch.from_numpy(~use_uniform).to(dev)
         over, under = torch.clamp(mean_p - rate, min=0), torch.clamp(rate - mean_p, min=0)
@@ -224,7 +224,7 @@ def _loop(run: _Run, stop: dict) -> int:
         opt.step()
         info["step"] = step
         bpp = float(res["mask"].detach().mean()) * config.n / 64
-        stats = {"loss": loss.item(), "psnr": float((-10 * torch.log10(mse.detach())).mean()), "raw_bpp": bpp}
+        stats = {"loss": loss.item(), "psnr": float((-10 * torch.log10(mse)).mean()), "raw_bpp": bpp}
         if (~use_uniform).any():
             sel = torch.from_numpy(~use_uniform)
             stats["p_minus_r"] = float((mean_p.detach().cpu() - rate.cpu())[sel].mean())

@@ -82,3 +82,15 @@ def test_ms_ssim_fine_tune_resumes_a_run_and_names_itself_in_the_recipe(photos: 
     assert recipe(config, info["sessions"][:1]).startswith("MSE + gamma")
     weights = load_file(str(tmp_path / "train_state.safetensors"))
     assert all(np.isfinite(v.numpy()).all() for k, v in weights.items() if k.startswith("model."))
+
+
+@pytest.mark.parametrize("name", ["mse", "ms-ssim"])
+def test_every_distortion_trains_the_autoencoder(photos: Path, tmp_path: Path, name: str) -> None:
+    # the mean-shifted map zeroes the rate terms, so the distortion alone must move the weights
+    assert train_main(_args(photos, tmp_path, 1) + ["--mean-shift"]) == 0
+    before = load_file(str(tmp_path / "train_state.safetensors"))
+    assert train_main(_args(photos, tmp_path, 4) + ["--resume", "--mean-shift", "--distortion", name]) == 0
+    after = load_file(str(tmp_path / "train_state.safetensors"))
+    for part in ("model.encoder.", "model.decoder."):
+        keys = [k for k in before if k.startswith(part) and k.endswith("weight")]
+        assert keys and all(not np.array_equal(before[k].numpy(), after[k].numpy()) for k in keys), part
