@@ -22,7 +22,7 @@ from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .data import DEFAULT_KODAK_DIR, list_images
 from .images import load_rgb
-from .metrics import ms_ssim, psnr
+from .metrics import quality
 from .model import CWICModel, raw_bpp, reconstruct
 from .train import recipe
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure_rates(model: CWICModel, images: list[np.ndarray], rates: list[float]) -> list[dict]:
-    """Mean raw bpp, PSNR and MS-SSIM of the reference reconstruction at each rate."""
+    """Mean raw bpp, PSNR, SSIM and MS-SSIM of the reference reconstruction at each rate."""
     rows = []
     for r in rates:
         vals = []
@@ -77,9 +77,11 @@ def measure_rates(model: CWICModel, images: list[np.ndarray], rates: list[float]
             x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(255)
             y, _, mask = reconstruct(model, x, r)
             rec = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            vals.append((raw_bpp(mask, img.shape[:2]), psnr(img, rec), ms_ssim(img, rec)))
+            q = quality(img, rec)
+            vals.append((raw_bpp(mask, img.shape[:2]), q["psnr"], q["ssim"], q["ms_ssim"]))
         m = np.mean(np.array(vals, dtype=np.float64), axis=0)
-        rows.append({"rate": r, "raw_bpp": round(m[0], 4), "psnr": round(m[1], 3), "ms_ssim": round(m[2], 4)})
+        digits = {"raw_bpp": 4, "psnr": 3, "ssim": 4, "ms_ssim": 4}
+        rows.append({"rate": r, **{k: round(v, digits[k]) for k, v in zip(digits, m, strict=True)}})
     return rows
 
 

@@ -270,14 +270,14 @@ def calibrate_levels(codec, kodak_dir: Path, rates=START_RATES, low: float = 0.1
 
 
 def add_quality(codec, kodak_dir: Path, levels: list[dict]) -> list[dict]:
-    """Add each level's mean Kodak PSNR and MS-SSIM (the reference reconstruction) to its row."""
+    """Add each level's mean Kodak PSNR, SSIM and MS-SSIM (the reference reconstruction) to its row."""
     from .export import measure_rates
 
     images = [load_rgb(f) for f in list_images(kodak_dir)]
     rows = measure_rates(codec.model, images, [float(np.float32(lv["rate"])) for lv in levels])
     for lv, row in zip(levels, rows, strict=True):
-        lv.update(psnr=row["psnr"], ms_ssim=row["ms_ssim"])
-        print(f"level {lv['level']}: psnr={lv['psnr']} ms_ssim={lv['ms_ssim']}", flush=True)
+        lv.update(psnr=row["psnr"], ssim=row["ssim"], ms_ssim=row["ms_ssim"])
+        print(f"level {lv['level']}: psnr={lv['psnr']} ssim={lv['ssim']} ms_ssim={lv['ms_ssim']}", flush=True)
     return levels
 
 

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from cwic.checkpoint import load_checkpoint
 from cwic.config import ModelConfig
+from cwic.export import main as export_main
 from cwic.train import main as train_main
 from cwic.train import recipe
 
@@ -94,3 +95,15 @@ def test_every_distortion_trains_the_autoencoder(photos: Path, tmp_path: Path, n
     for part in ("model.encoder.", "model.decoder."):
         keys = [k for k in before if k.startswith(part) and k.endswith("weight")]
         assert keys and all(not np.array_equal(before[k].numpy(), after[k].numpy()) for k in keys), part
+
+
+def test_export_ships_fp16_weights_with_the_quality_check(photos: Path, tmp_path: Path) -> None:
+    run, shipped, kodak = tmp_path / "run", tmp_path / "shipped", tmp_path / "kodak"
+    kodak.mkdir()
+    Image.open(next(photos.glob("*.jpg"))).save(kodak / "kodim01.png")
+    assert train_main(_args(photos, run, 2)) == 0
+    assert export_main(["--run", str(run), "--to", str(shipped), "--kodak", str(kodak), "--rates", "0.3"]) == 0
+    model, card, _ = load_checkpoint(shipped)
+    assert card["training"]["steps"] == 2 and card["dtype"] == "torch.float16"
+    (row,) = card["fp16_check"]["rows"]
+    assert row["rate"] == 0.3 and set(row) == {"rate", "raw_bpp", "psnr", "ssim", "ms_ssim", "psnr_fp32"}
