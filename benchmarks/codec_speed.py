@@ -14,13 +14,16 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from cwic import Codec, bitstream
-from cwic.images import load_rgb
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
+
+from cwic import Codec, bitstream  # noqa: E402
+from cwic.images import load_rgb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

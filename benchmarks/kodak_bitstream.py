@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cwic import Codec
-from cwic.data import DEFAULT_KODAK_DIR, list_images
-from cwic.images import load_rgb
-from cwic.model import reconstruct
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
+
+from cwic import Codec  # noqa: E402
+from cwic.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
+from cwic.images import load_rgb  # noqa: E402
+from cwic.model import reconstruct  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,19 +14,22 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cwic.checkpoint import load_train_state
-from cwic.config import PRESETS
-from cwic.data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, center_crops, list_images, split
-from cwic.images import load_rgb
-from cwic.model import CWICModel
-from cwic.train import QUICK_KODAK, evaluate_quick
-from cwic.train import main as train_main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
+
+from cwic.checkpoint import load_train_state  # noqa: E402
+from cwic.config import PRESETS  # noqa: E402
+from cwic.data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, center_crops, list_images, split  # noqa: E402
+from cwic.images import load_rgb  # noqa: E402
+from cwic.model import CWICModel  # noqa: E402
+from cwic.train import QUICK_KODAK, evaluate_quick  # noqa: E402
+from cwic.train import main as train_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,13 +13,16 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from cwic.config import PRESETS
-from cwic.model import CWICModel, mask_from_levels, quantize_importance
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
+
+from cwic.config import PRESETS  # noqa: E402
+from cwic.model import CWICModel, mask_from_levels, quantize_importance  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
