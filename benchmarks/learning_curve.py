@@ -1,4 +1,4 @@
-"""Learning curves of training runs: validation and Kodak PSNR, raw bpp per quick-eval rate vs hours.
+"""Learning curves of training runs: validation PSNR, Kodak PSNR and MS-SSIM, raw bpp per quick-eval rate vs hours.
 
 Usage: python benchmarks/learning_curve.py LOG.jsonl [LOG.jsonl ...] --out docs/learning_curve.png
 Each log is a run's `log.jsonl` (written by `python -m cwic train`) or a copy of its eval rows
@@ -27,22 +27,24 @@ def main() -> None:
     ap.add_argument("logs", type=Path, nargs="+")
     ap.add_argument("--out", type=Path, default=Path("docs/learning_curve.png"))
     args = ap.parse_args()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
     for log in args.logs:
         evals = read_evals(log)
         if not evals:
             continue
-        name = log.parent.name if log.stem == "log" else log.stem
+        name = log.parent.name if log.stem == "log" else log.stem.removeprefix("training_log_")
         for r in evals[-1]["eval"]["val"]:
             hours = [e["wall_s"] / 3600 for e in evals if r in e["eval"]["val"]]
             val = [e["eval"]["val"][r] for e in evals if r in e["eval"]["val"]]
             axes[0].plot(hours, [v["psnr"] for v in val], marker=".", label=f"{name} r={r}")
-            axes[2].plot(hours, [v["raw_bpp"] for v in val], marker=".", label=f"{name} r={r}")
+            axes[3].plot(hours, [v["raw_bpp"] for v in val], marker=".", label=f"{name} r={r}")
             kodak = [(e["wall_s"] / 3600, e["eval"]["kodak"][r]) for e in evals if r in e["eval"].get("kodak", {})]
             axes[1].plot([k[0] for k in kodak], [k[1]["psnr"] for k in kodak], marker=".", label=f"{name} r={r}")
+            axes[2].plot([k[0] for k in kodak], [k[1]["ms_ssim"] for k in kodak], marker=".", label=f"{name} r={r}")
     axes[0].set(xlabel="training wall time (h)", ylabel="PSNR (dB)", title="validation crops (held-out photos)")
     axes[1].set(xlabel="training wall time (h)", ylabel="PSNR (dB)", title="3 Kodak images (quick evaluation)")
-    axes[2].set(xlabel="training wall time (h)", ylabel="raw bpp (kept bits + 4 bits/map entry)", title="rate")
+    axes[2].set(xlabel="training wall time (h)", ylabel="MS-SSIM", title="3 Kodak images (quick evaluation)")
+    axes[3].set(xlabel="training wall time (h)", ylabel="raw bpp (kept bits + 4 bits/map entry)", title="rate")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
