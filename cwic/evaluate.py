@@ -230,7 +230,8 @@ def make_curves(rows: list[dict], n_images: int) -> dict:
 
 
 def bdrate_table(curves: dict) -> dict:
-    """BD-rate (%) of every codec against JPEG and JPEG 2000, on rate-matched and on sweep anchors."""
+    """BD-rate (%) of every codec against JPEG and JPEG 2000 (rate-matched and sweep anchors), and of cwic
+    against its uniform-map ablation."""
     table: dict = {}
     for anchor_kind, suffix in (("matched", ""), ("sweep", "-sweep")):
         for anchor in ANCHORS:
@@ -240,6 +241,9 @@ def bdrate_table(curves: dict) -> dict:
             for test in (c for c in ALL_CODECS if c in curves and c != anchor):
                 entry = {m: bd_rate_curves(a["results"], curves[test]["results"], m) for m in METRICS}
                 table.setdefault(anchor_kind, {}).setdefault(anchor, {})[test] = entry
+    if "cwic" in curves and "cwic-uniform" in curves:  # the paper's ablation, measured directly
+        a, t = curves["cwic-uniform"]["results"], curves["cwic"]["results"]
+        table["ablation"] = {"cwic-uniform": {"cwic": {m: bd_rate_curves(a, t, m) for m in METRICS}}}
     return table
 
 
@@ -257,6 +261,7 @@ def bdrate_markdown(results: dict) -> str:
     titles = {
         "matched": "Anchors rate-matched per image to cwic",
         "sweep": "Anchors from the fixed quality sweep (wider range)",
+        "ablation": "Content weighting against its ablation (anchor: the same model with a uniform map)",
     }
     for kind, by_anchor in table.items():
         anchors = list(by_anchor)

@@ -80,8 +80,9 @@ def test_full_run_with_cwic(images, tmp_path):
     for r in (r for r in results["rows"] if r["kind"] == "matched"):
         assert r["target_bpp"] == cwic[r["image"], r["level"]]["bpp"]
     assert "jpeg2000" in results["bdrate"]["matched"] and "cwic" in results["bdrate"]["matched"]["jpeg"]
+    assert set(results["bdrate"]["ablation"]["cwic-uniform"]["cwic"]) == {"psnr-rgb", "ssim-rgb", "ms-ssim-rgb"}
     md = (out / "bdrate.md").read_text()
-    assert "| cwic |" in md
+    assert "| cwic |" in md and "## Content weighting against its ablation" in md
     per_level = [line.split(" | ")[:2] for line in md.splitlines() if line.startswith(f"| {levels[-1]} | ")]
     assert [cells[1] for cells in per_level] == ["cwic", "cwic, uniform importance (ablation)", "JPEG", "JPEG 2000"]
 
