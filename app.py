@@ -1,20 +1,33 @@
 """Entry point of the cwic demo (locally: `python app.py`; on a Hugging Face Space: app_file).
 
 Serves on 127.0.0.1:7860 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say otherwise
-(Spaces set GRADIO_SERVER_NAME=0.0.0.0); CWIC_CHECKPOINT names another checkpoint folder.
+(Spaces set GRADIO_SERVER_NAME=0.0.0.0). The demo offers every checkpoint under checkpoints/
+(cwic-slim first); CWIC_CHECKPOINT names the only one to load instead.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from cwic import Codec
+from cwic.checkpoint import DEFAULT_CHECKPOINT
 from demo.ui import build_demo
 
 
+def load_codecs() -> dict[str, Codec]:
+    """Every shipped checkpoint, the default first; only CWIC_CHECKPOINT's folder when it is set."""
+    chosen = os.environ.get("CWIC_CHECKPOINT")
+    if chosen:
+        folders = [Path(chosen)]
+    else:
+        others = sorted(p for p in DEFAULT_CHECKPOINT.parent.iterdir() if (p / "model.json").is_file())
+        folders = [DEFAULT_CHECKPOINT] + [p for p in others if p != DEFAULT_CHECKPOINT]
+    return {folder.name: Codec.load(folder) for folder in folders}
+
+
 def main() -> None:
-    codec = Codec.load(os.environ.get("CWIC_CHECKPOINT"))  # once, at startup: every request shares it
-    demo = build_demo(codec)
+    demo = build_demo(load_codecs())  # once, at startup: every request shares them
     # One compression at a time: the codec already uses both CPU cores; others wait in the queue.
     demo.queue(default_concurrency_limit=1, max_size=64)
     demo.launch(

@@ -64,6 +64,7 @@ class Comparison:
     cwic: Result
     compressed: object  # the cwic compression result: importance, kept channels, bits per block
     others: list[Result]  # classical codecs at the cwic file size, then the uniform-map ablation
+    model: str = ""  # which of the demo's checkpoints made it (the RD curves use the same one)
 
 
 def prepare_image(source: str | Path | bytes | None, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str]:
@@ -226,7 +227,7 @@ def summary_markdown(comp: Comparison) -> str:
     ms = "n/a (image under 161 px)" if s["ms_ssim"] is None else f"{s['ms_ssim']:.4f}"
     return (
         f"**cwic file: {len(r.data):,} bytes = {r.bpp():.3f} bpp** for {c.width}×{c.height} px "
-        f"({r.settings}).  \n"
+        f"({r.settings}{', model ' + comp.model if comp.model else ''}).  \n"
         f"PSNR **{s['psnr']:.2f} dB** · SSIM **{s['ssim']:.4f}** · MS-SSIM **{ms}** · "
         f"encode {r.encode_s * 1000:.0f} ms · decode {r.decode_s * 1000:.0f} ms"
     )

@@ -4,6 +4,7 @@ JPEG 2000 at the same file size. The logic lives in demo/compare.py; this file o
 from __future__ import annotations
 
 import base64
+import dataclasses
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,6 +64,18 @@ def _level_info(codec) -> str:
     return "mean bpp on Kodak per level: " + ", ".join(parts) if parts else "1 = fewest bits"
 
 
+def describe(codec) -> str:
+    """What a checkpoint was trained for, from its model card's recipe."""
+    recipe = codec.card.get("training", {}).get("recipe", "")
+    steps = codec.card.get("training", {}).get("steps")
+    what = "fine-tuned on MS-SSIM (higher SSIM, softer PSNR)" if "MS-SSIM" in recipe else "trained on MSE"
+    return f"{what}, {steps:,} steps" if steps else what
+
+
+def _model_info(codecs: dict) -> str:
+    return "; ".join(f"{name}: {describe(c)}" for name, c in codecs.items())
+
+
 def _roi_explanation(codec) -> str:
     """What painting does depends on the checkpoint: a mean-shifted map moves bits, an older one adds them."""
     how = (
@@ -80,10 +93,20 @@ def _roi_explanation(codec) -> str:
     )
 
 
-def make_handler(codec):
+def _pick(codecs: dict, model: str | None):
+    """The codec a request names (None: the first, the default); a clear error for an unknown name."""
+    if model is None:
+        return next(iter(codecs.items()))
+    if model not in codecs:
+        raise gr.Error(f"unknown model {model!r}; choose from {list(codecs)}")
+    return model, codecs[model]
+
+
+def make_handler(codecs: dict):
     """The event function behind the Compress button (and the `compress` API endpoint)."""
 
-    def run(image, mode, level, bpp, classical, uniform, roi=None, progress=gr.Progress()):  # noqa: B008
+    def run(image, mode, level, bpp, classical, uniform, roi=None, model=None, progress=gr.Progress()):  # noqa: B008
+        name, codec = _pick(codecs, model)
         try:
             rgb, note = compare.prepare_image(image)
             kwargs = {"bpp": float(bpp)} if mode == "target bpp" else {"level": int(level)}
@@ -99,6 +122,7 @@ def make_handler(codec):
             )
         except (CwicError, ValueError) as e:
             raise gr.Error(str(e)) from e
+        comp = dataclasses.replace(comp, model=name)
         if "bpp" in kwargs:
             note = " ".join(filter(None, [note, compare.target_note(comp.cwic.bpp(), kwargs["bpp"])]))
         folder = Path(tempfile.mkdtemp(prefix="cwic-demo-"))
@@ -162,12 +186,13 @@ def zoom_at(comp, evt: gr.SelectData):
     ]
 
 
-def make_rd_handler(codec):
+def make_rd_handler(codecs: dict):
     """The event function behind "Plot RD curves": every level and quality sweep on the last image."""
 
     def run(comp, progress=gr.Progress()):  # noqa: B008 (Gradio's idiom)
         if comp is None:
             raise gr.Error("Compress an image first; the curves are measured on it.")
+        _, codec = _pick(codecs, comp.model or None)
         classical = [r.name for r in comp.others if r.name in compare.CLASSICAL]
         uniform = any(r.name == "cwic (uniform map)" for r in comp.others)
         curves = compare.rd_points(codec, comp.original, classical, uniform, progress=progress)
@@ -176,9 +201,10 @@ def make_rd_handler(codec):
     return run
 
 
-def build_demo(codec) -> gr.Blocks:
-    """The whole demo for one loaded codec (load it once, at startup)."""
-    n_levels = len(codec.levels)
+def build_demo(codecs: dict) -> gr.Blocks:
+    """The whole demo for the loaded codecs, {name: Codec}, the default first (load them once, at startup)."""
+    codec = next(iter(codecs.values()))
+    n_levels = min(len(c.levels) for c in codecs.values())
     with gr.Blocks(title="cwic: content-weighted image compression") as demo:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -193,6 +219,14 @@ def build_demo(codec) -> gr.Blocks:
                 )
                 image.preprocess = _raw_upload  # an instance attribute: a subclass would make Gradio write a .pyi
                 gr.Examples(EXAMPLES, inputs=image, label="Examples (Kodak, scikit-image)", examples_per_page=8)
+                model = gr.Radio(
+                    list(codecs),
+                    value=next(iter(codecs)),
+                    label="Model",
+                    info=_model_info(codecs),
+                    visible=len(codecs) > 1,
+                    elem_id="model",
+                )
                 mode = gr.Radio(["cwic level", "target bpp"], value="cwic level", label="Rate control", elem_id="mode")
                 level = gr.Slider(
                     1,
@@ -264,14 +298,15 @@ def build_demo(codec) -> gr.Blocks:
             rd = gr.Image(label="rate–distortion on this image", format="png", elem_id="rd-plot")
         last = gr.State(None)
 
-        inputs = [image, mode, level, bpp, classical, uniform, roi]
+        inputs = [image, mode, level, bpp, classical, uniform, roi, model]
         outputs = [slider, summary, note, imp, kept, bits, gallery, table, files, zoom, last]
-        button.click(make_handler(codec), inputs, outputs, api_name="compress")
+        button.click(make_handler(codecs), inputs, outputs, api_name="compress")
         for panel in (imp, kept, bits):
             panel.select(zoom_at, last, zoom, api_name=False)
-        rd_button.click(make_rd_handler(codec), last, rd, api_name=False)  # needs the session's State
+        rd_button.click(make_rd_handler(codecs), last, rd, api_name=False)  # needs the session's State
         image.change(_editor_background, image, roi, api_name=False, queue=False)
         # Moving a rate control selects it, so the rate used is always the one last touched.
         level.input(lambda: "cwic level", None, mode, api_name=False, queue=False)
         bpp.input(lambda: "target bpp", None, mode, api_name=False, queue=False)
+        model.change(lambda m: gr.update(info=_level_info(codecs[m])), model, level, api_name=False, queue=False)
     return demo

@@ -78,6 +78,11 @@ def test_compress_api_with_gradio_client(app_url, tmp_path):
     assert all(Path(p).suffix == ".png" for p in (imp, kept, bits, *slider))  # PNG, never lossy WebP
     assert [item["caption"] for item in zoom] == ["original", "cwic", "JPEG"]
 
+    # every shipped checkpoint is offered; the model parameter picks one by name
+    last = sorted(p.name for p in (ROOT / "checkpoints").iterdir() if (p / "model.json").is_file())[-1]
+    out = client.predict(handle_file(str(EXAMPLE)), "cwic level", 1, 0.3, [], False, model=last, api_name="/compress")
+    assert f"model {last}" in out[1]
+
     bad = tmp_path / "broken.png"
     bad.write_bytes(EXAMPLE.read_bytes()[:2000])
     with pytest.raises(Exception, match="broken.png is truncated or corrupt"):
@@ -99,7 +104,10 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
         # A broken upload: a clear message, and the app keeps serving.
         page.locator("#input-image input[type=file]").set_input_files(str(bad))
         page.click("#compress-button")
-        expect(page.get_by_text("not-an-image.png is not an image this demo can read")).to_be_visible(timeout=60_000)
+        message = page.get_by_text("not-an-image.png is not an image this demo can read")
+        expect(message).to_be_visible(timeout=60_000)
+        page.locator(".toast-close").first.click()
+        expect(message).to_be_hidden()
 
         # An example, compressed: every panel fills in.
         page.locator(".gallery-item").filter(has=page.locator("img[src*='kodim23']")).click()
@@ -130,6 +138,16 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
         expect(summary).to_contain_text("(level 1,", timeout=180_000)
         assert summary.inner_text() != first
         expect(page.locator("#bits-map img")).not_to_have_attribute("src", bits_src)
+
+        # The other checkpoint (when more than one ships), at level 3.
+        models = sorted(p.name for p in (ROOT / "checkpoints").iterdir() if (p / "model.json").is_file())
+        if len(models) > 1:
+            page.locator("#model").get_by_text(models[-1], exact=True).click()
+            level.fill("3")
+            level.press("Enter")
+            page.click("#compress-button")
+            expect(summary).to_contain_text(f"model {models[-1]})", timeout=180_000)
+            expect(summary).to_contain_text("(level 3,")
 
         shot = tmp_path / "demo.png"
         page.screenshot(path=str(shot), full_page=True)

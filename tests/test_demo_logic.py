@@ -139,7 +139,7 @@ def test_event_function_fills_every_panel(codec, tmp_path):
     gr = pytest.importorskip("gradio")
     from demo.ui import make_handler, zoom_at
 
-    run = make_handler(codec)
+    run = make_handler({"cwic-slim": codec})
     path = str(_png(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:64, :96], tmp_path / "crop.png"))
     slider, summary, note, imp, kept, bits, gallery, table, files, zoom, comp = run(
         path, "cwic level", 1, 0.3, ["JPEG"], False, progress=lambda *a, **k: None
@@ -152,7 +152,7 @@ def test_event_function_fills_every_panel(codec, tmp_path):
 
     assert load(slider[0]).shape == load(slider[1]).shape == (64, 96, 3)
     assert np.array_equal(load(slider[1]), comp.cwic.image)  # lossless: the browser sees the decoded pixels
-    assert "cwic file" in summary and "MS-SSIM **n/a" in summary and note == ""
+    assert "cwic file" in summary and "model cwic-slim" in summary and "MS-SSIM **n/a" in summary and note == ""
     assert all(load(m).ndim == 3 for m in (imp, kept, bits))
     assert [caption.split(" ·")[0] for _, caption in gallery] == ["cwic", "JPEG"]
     assert [row[0] for row in table] == ["cwic", "JPEG"]
@@ -212,3 +212,20 @@ def test_painted_region_of_interest_gets_more_bits(codec, small_rgb):
     assert (painted.kept_channels[:7, :7] >= base.kept_channels[:7, :7]).all()
     assert painted.kept_channels[:7, :7].sum() > base.kept_channels[:7, :7].sum()
     assert painted.bits_per_block[:7, :7].sum() > base.bits_per_block[:7, :7].sum()
+
+
+def test_the_model_choice_picks_the_checkpoint(codec, tmp_path):
+    gr = pytest.importorskip("gradio")
+    from demo.ui import describe, make_handler, make_rd_handler
+
+    codecs = {"first": codec, "second": codec}
+    run = make_handler(codecs)
+    path = str(_png(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:32, :32], tmp_path / "crop.png"))
+    quiet = {"progress": lambda *a, **k: None}
+    assert run(path, "cwic level", 1, 0.3, [], False, **quiet)[-1].model == "first"  # the default
+    comp = run(path, "cwic level", 1, 0.3, [], False, None, "second", **quiet)[-1]
+    assert comp.model == "second" and "model second" in compare.summary_markdown(comp)
+    with pytest.raises(gr.Error, match="unknown model 'third'"):
+        run(path, "cwic level", 1, 0.3, [], False, None, "third", **quiet)
+    assert make_rd_handler(codecs)(comp, **quiet).ndim == 3
+    assert describe(codec).startswith("trained on MSE, ")
