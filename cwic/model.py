@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -273,3 +274,32 @@ def raw_bpp(mask: Tensor, image_hw: tuple[int, int], map_bits: int = 4) -> float
     h, w = image_hw
     entries = mask.shape[0] * mask.shape[-1] * mask.shape[-2]
     return float((mask.sum() + map_bits * entries) / (mask.shape[0] * h * w))
+
+
+@torch.no_grad()
+def grow_codes(model: CWICModel, n: int) -> CWICModel:
+    """A copy of `model` with n code maps instead of config.n that reconstructs exactly as before.
+
+    For the paper's wider high-rate code (n = 128) without starting over. Every importance level
+    keeps n/L channels instead of config.n/L; within each level's group the old channels come first
+    and the new ones after, and the new ones' decoder weights start at zero, so every level decodes
+    the same image (with more bits, not yet useful: training gives them their use). The new encoder
+    rows keep their random initialisation so their codes carry information from the first step.
+    """
+    old, levels = model.config.n, model.config.levels
+    if n <= old or n % levels:
+        raise ValueError(f"grow to n > {old}, a multiple of levels={levels}; got n={n}")
+    grown = CWICModel(replace(model.config, n=n))
+    grown.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith(("encoder.to_codes.", "decoder.body.0."))},
+        strict=False,
+    )
+    g_old, g_new = old // levels, n // levels
+    pos = torch.tensor([g * g_new + i for g in range(levels) for i in range(g_old)])  # old channel k -> pos[k]
+    enc, dec = grown.encoder.to_codes, grown.decoder.body[0]
+    enc.weight[pos] = model.encoder.to_codes.weight
+    enc.bias[pos] = model.encoder.to_codes.bias
+    dec.weight.zero_()
+    dec.weight[:, pos] = model.decoder.body[0].weight
+    dec.bias.copy_(model.decoder.body[0].bias)
+    return grown

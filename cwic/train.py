@@ -31,7 +31,7 @@ from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, PatchSampler, center_cro
 from .distortion import DISTORTIONS, distortion
 from .images import load_rgb
 from .metrics import quality
-from .model import CWICModel, raw_bpp, reconstruct
+from .model import CWICModel, grow_codes, raw_bpp, reconstruct
 
 EVAL_RATES = (0.1, 0.3, 0.6)
 QUICK_KODAK = ("kodim01.png", "kodim07.png", "kodim23.png")
@@ -50,6 +50,12 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         default=None,
         help="start a new OUT from a shipped checkpoint folder: its weights, step count and training record "
         "continue (the optimizer starts afresh with --warmup); for sessions whose run folder is gone",
+    )
+    p.add_argument(
+        "--grow-n",
+        type=int,
+        default=None,
+        help="with --init-from: widen the code to this many maps (e.g. 128), decoding exactly as before at first",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="slim")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
@@ -109,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     resuming = args.resume and (out / "train_state.json").is_file()
+    if args.grow_n and (resuming or not args.init_from):
+        raise SystemExit("--grow-n starts a new run: use it with --init-from, not on a resumed one")
     if resuming:
         model = CWICModel(ModelConfig.from_dict(json.loads((out / "train_state.json").read_text())["config"]))
     elif args.init_from:
         model, init_card, _ = load_checkpoint(args.init_from)  # float32 weights of the shipped checkpoint
+        if args.grow_n:
+            model = grow_codes(model, args.grow_n)
     else:
         model = CWICModel(PRESETS[args.preset])
     if args.mean_shift is not None:
@@ -136,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             wall_seconds=float(record.get("wall_seconds", 0.0)),
             sessions=list(record.get("sessions", [])),
             preset=init_card.get("preset"),
-            init_from={"weights_id": init_card["weights_id"], "step": record.get("steps")},
+            init_from={"weights_id": init_card["weights_id"], "step": record.get("steps")}
+            | ({"grown_from_n": init_card["config"]["n"]} if args.grow_n else {}),
         )
     rng = np.random.default_rng([args.seed, info["step"]] if args.init_from and not resuming else args.seed)
     if info["np_rng"]:

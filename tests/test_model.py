@@ -11,6 +11,7 @@ from cwic.model import (
     Binarize,
     CWICModel,
     ImportanceMask,
+    grow_codes,
     mask_from_levels,
     pad_to_multiple,
     quantize_importance,
@@ -179,3 +180,17 @@ def test_region_of_interest_raises_importance_and_a_shifted_map_keeps_its_mean(m
         assert torch.equal(painted[..., 3:, 3:], base[..., 3:, 3:])
     flat = model.importance_map(feats, 0.3, uniform=True)
     assert torch.all(flat == flat.flatten()[0])
+
+
+def test_grown_code_decodes_as_before_with_twice_the_channels(tiny: CWICModel) -> None:
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 48, 64)
+    grown = grow_codes(tiny, 2 * tiny.config.n).eval()
+    assert grown.config.n == 2 * tiny.config.n and grown.config.levels == tiny.config.levels
+    for rate in (0.05, 0.4, 0.9):
+        y, q, mask = reconstruct(tiny, x, rate)
+        y2, q2, mask2 = reconstruct(grown, x, rate)
+        assert torch.equal(q, q2) and mask2.sum() == 2 * mask.sum()
+        assert torch.allclose(y, y2, atol=1e-5)
+    with pytest.raises(ValueError, match="grow to n > "):
+        grow_codes(tiny, tiny.config.n + 1)

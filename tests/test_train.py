@@ -107,3 +107,13 @@ def test_export_ships_fp16_weights_with_the_quality_check(photos: Path, tmp_path
     assert card["training"]["steps"] == 2 and card["dtype"] == "torch.float16"
     (row,) = card["fp16_check"]["rows"]
     assert row["rate"] == 0.3 and set(row) == {"rate", "raw_bpp", "psnr", "ssim", "ms_ssim", "psnr_fp32"}
+
+
+def test_init_from_can_grow_the_code(photos: Path, tmp_path: Path) -> None:
+    first, grown = tmp_path / "first", tmp_path / "grown"
+    assert train_main(_args(photos, first, 3)) == 0
+    assert train_main(_args(photos, grown, 4) + ["--init-from", str(first / "best"), "--grow-n", "128"]) == 0
+    info = json.loads((grown / "train_state.json").read_text())
+    assert info["config"]["n"] == 128 and info["init_from"]["grown_from_n"] == 64 and info["step"] == 4
+    with pytest.raises(SystemExit, match="--grow-n starts a new run"):
+        train_main(_args(photos, grown, 5) + ["--resume", "--grow-n", "256"])
