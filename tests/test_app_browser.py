@@ -7,6 +7,7 @@ Set CWIC_SCREENSHOT=docs/demo.png to refresh the README's screenshot from the br
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -111,7 +112,8 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
 
         # An example, compressed: every panel fills in.
         page.locator(".gallery-item").filter(has=page.locator("img[src*='kodim23']")).click()
-        expect(page.locator("#input-image img")).to_be_visible(timeout=30_000)
+        # (the broken upload's <img> is there already: wait until the example has replaced it)
+        expect(page.locator("#input-image img")).to_have_attribute("src", re.compile("kodim23"), timeout=30_000)
         page.click("#compress-button")
         summary = page.locator("#summary")
         expect(summary).to_contain_text("cwic file", timeout=180_000)
