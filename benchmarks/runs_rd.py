@@ -1,0 +1,96 @@
+"""Rate–distortion of training runs' current weights on Kodak, before entropy coding, to compare runs.
+
+Usage: python benchmarks/runs_rd.py runs/main runs/n128 [--rates 0.04 0.1 ...] [--out docs/code_width.json]
+Each run folder's last train state (`cwic train --out`) reconstructs all 24 Kodak images through the
+reference path (`model.reconstruct`) at every rate r; the rate axis is the raw bpp (kept code bits
+plus 4 bits per importance-map entry), so runs with different code widths n compare on the same
+axis without training their entropy models first. BD-rates are against the first run. Raw bpp is
+an upper bound of the coded size: the context model saves more on some codes than on others, so a
+close result here still needs the real codec (`cwic evaluate`) to settle it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
+
+from cwic.bdrate import bd_rate_curves  # noqa: E402
+from cwic.checkpoint import load_train_state  # noqa: E402
+from cwic.config import ModelConfig  # noqa: E402
+from cwic.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
+from cwic.images import load_rgb  # noqa: E402
+from cwic.metrics import quality  # noqa: E402
+from cwic.model import CWICModel, raw_bpp, reconstruct  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = {"psnr": "psnr-rgb", "ssim": "ssim-rgb", "ms_ssim": "ms-ssim-rgb"}
+
+
+def run_curve(folder: Path, images: list[np.ndarray], rates: list[float]) -> dict:
+    """Mean raw bpp and quality over `images` at each rate, with the run's training record."""
+    info = json.loads((folder / "train_state.json").read_text())
+    model = CWICModel(ModelConfig.from_dict(info["config"]))
+    load_train_state(folder, model, torch.optim.Adam(model.parameters()))
+    model.eval()
+    curve: dict[str, list[float]] = {"bpp": [], **{k: [] for k in METRICS.values()}}
+    for r in rates:
+        rows = []
+        for img in images:
+            x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(255)
+            y, _, mask = reconstruct(model, x, r)
+            rec = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            rows.append({"bpp": raw_bpp(mask, img.shape[:2]), **quality(img, rec)})
+        curve["bpp"].append(round(float(np.mean([row["bpp"] for row in rows])), 4))
+        for k, name in METRICS.items():
+            curve[name].append(round(float(np.mean([row[k] for row in rows])), 4))
+    sessions = info.get("sessions", [])
+    return {
+        "run": folder.name,
+        "n": model.config.n,
+        "step": info["step"],
+        "wall_s": round(info["wall_seconds"], 1),
+        "last_session_args": sessions[-1]["args"] if sessions else None,
+        "rates": rates,
+        "results": curve,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", type=Path, nargs="+", help="run folders; BD-rates are against the first")
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.04, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0])
+    ap.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR)
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "code_width.json")
+    args = ap.parse_args(argv)
+    images = [load_rgb(p) for p in list_images(args.kodak)]
+    curves = [run_curve(f, images, args.rates) for f in args.runs]
+    anchor = curves[0]["results"]
+    for c in curves[1:]:
+        c["bd_rate_vs_first"] = {m: _round(bd_rate_curves(anchor, c["results"], m)) for m in METRICS.values()}
+    out = {
+        "command": "python benchmarks/runs_rd.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "images": len(images),
+        "rate_axis": "raw bpp: kept code bits + 4 bits per importance-map entry, before entropy coding",
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "runs": curves,
+    }
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    for c in curves:
+        print(c["run"], c["n"], c["step"], c["results"]["bpp"], c["results"]["psnr-rgb"], c.get("bd_rate_vs_first"))
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
+
+
+if __name__ == "__main__":
+    main()
