@@ -26,9 +26,9 @@ from cwic.bdrate import bd_rate_curves  # noqa: E402
 from cwic.checkpoint import load_train_state  # noqa: E402
 from cwic.config import ModelConfig  # noqa: E402
 from cwic.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
+from cwic.export import measure_rates  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
-from cwic.metrics import quality  # noqa: E402
-from cwic.model import CWICModel, raw_bpp, reconstruct  # noqa: E402
+from cwic.model import CWICModel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = {"psnr": "psnr-rgb", "ssim": "ssim-rgb", "ms_ssim": "ms-ssim-rgb"}
@@ -40,17 +40,9 @@ def run_curve(folder: Path, images: list[np.ndarray], rates: list[float]) -> dic
     model = CWICModel(ModelConfig.from_dict(info["config"]))
     load_train_state(folder, model, torch.optim.Adam(model.parameters()))
     model.eval()
-    curve: dict[str, list[float]] = {"bpp": [], **{k: [] for k in METRICS.values()}}
-    for r in rates:
-        rows = []
-        for img in images:
-            x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div(255)
-            y, _, mask = reconstruct(model, x, r)
-            rec = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            rows.append({"bpp": raw_bpp(mask, img.shape[:2]), **quality(img, rec)})
-        curve["bpp"].append(round(float(np.mean([row["bpp"] for row in rows])), 4))
-        for k, name in METRICS.items():
-            curve[name].append(round(float(np.mean([row[k] for row in rows])), 4))
+    rows = measure_rates(model, images, rates)
+    columns = {"raw_bpp": "bpp", **METRICS}
+    curve = {name: [float(row[k]) for row in rows] for k, name in columns.items()}
     sessions = info.get("sessions", [])
     return {
         "run": folder.name,
