@@ -303,3 +303,39 @@ def grow_codes(model: CWICModel, n: int) -> CWICModel:
     dec.weight[:, pos] = model.decoder.body[0].weight
     dec.bias.copy_(model.decoder.body[0].bias)
     return grown
+
+
+@torch.no_grad()
+def widen(model: CWICModel, config: ModelConfig) -> CWICModel:
+    """A copy of `model` with the wider layers of `config` that computes exactly the same function.
+
+    To grow the transforms without starting over (the paper-width net diverged from scratch here).
+    Every layer keeps its old weights in its leading rows and columns and appends new units: their
+    incoming weights keep the fresh initialisation, so they respond to the input from the first step,
+    and every old unit reads them with weight 0, so nothing downstream changes until training gives
+    them a use. Appended channels stay at the end through depth-to-space (PixelShuffle groups whole
+    channels), and the importance net's rate plane, the last input of its first conv, moves to the end.
+    """
+    old = model.config
+    if replace(config, mean_shift=old.mean_shift) == old:
+        return model
+    if (config.n, config.levels) != (old.n, old.levels):
+        raise ValueError("widen changes layer widths only; use grow_codes for the code width n")
+    if any(
+        getattr(config, f) < getattr(old, f)
+        for f in ("enc1", "enc2", "enc_inner", "imp", "dec1", "dec2", "dec_inner", "dec_out")
+    ):
+        raise ValueError("widen cannot narrow a layer")
+    wide = CWICModel(replace(config, mean_shift=old.mean_shift))
+    olds = model.state_dict()
+    for name, w in wide.state_dict().items():
+        src = olds[name]
+        if name == "importance.conv1.weight":  # feats then the rate plane: keep the plane last
+            w[: src.shape[0], : old.enc2] = src[:, : old.enc2]
+            w[: src.shape[0], old.enc2 : config.enc2] = 0
+            w[: src.shape[0], -1] = src[:, -1]
+            continue
+        if w.dim() > 1:
+            w[: src.shape[0]] = 0  # old units read nothing from the new ones
+        w[tuple(slice(0, s) for s in src.shape)] = src
+    return wide

@@ -31,7 +31,7 @@ from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, PatchSampler, center_cro
 from .distortion import DISTORTIONS, distortion
 from .images import load_rgb
 from .metrics import quality
-from .model import CWICModel, grow_codes, raw_bpp, reconstruct
+from .model import CWICModel, grow_codes, raw_bpp, reconstruct, widen
 
 EVAL_RATES = (0.1, 0.3, 0.6)
 QUICK_KODAK = ("kodim01.png", "kodim07.png", "kodim23.png")
@@ -56,6 +56,12 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         type=int,
         default=None,
         help="with --init-from: widen the code to this many maps (e.g. 128), decoding exactly as before at first",
+    )
+    p.add_argument(
+        "--widen",
+        choices=sorted(PRESETS),
+        default=None,
+        help="with --init-from: widen the layers to this preset's widths, computing exactly as before at first",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="slim")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
@@ -115,14 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     resuming = args.resume and (out / "train_state.json").is_file()
-    if args.grow_n and (resuming or not args.init_from):
-        raise SystemExit("--grow-n starts a new run: use it with --init-from, not on a resumed one")
+    if (args.grow_n or args.widen) and (resuming or not args.init_from):
+        raise SystemExit("--grow-n and --widen start a new run: use them with --init-from, not on a resumed one")
     if resuming:
         model = CWICModel(ModelConfig.from_dict(json.loads((out / "train_state.json").read_text())["config"]))
     elif args.init_from:
         model, init_card, _ = load_checkpoint(args.init_from)  # float32 weights of the shipped checkpoint
         if args.grow_n:
             model = grow_codes(model, args.grow_n)
+        if args.widen:
+            model = widen(model, replace(PRESETS[args.widen], n=model.config.n, levels=model.config.levels))
     else:
         model = CWICModel(PRESETS[args.preset])
     if args.mean_shift is not None:
@@ -145,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             step=int(record.get("steps", 0)),
             wall_seconds=float(record.get("wall_seconds", 0.0)),
             sessions=list(record.get("sessions", [])),
-            preset=init_card.get("preset"),
+            preset=args.widen or init_card.get("preset"),
             init_from={"weights_id": init_card["weights_id"], "step": record.get("steps")}
-            | ({"grown_from_n": init_card["config"]["n"]} if args.grow_n else {}),
+            | ({"grown_from_n": init_card["config"]["n"]} if args.grow_n else {})
+            | ({"widened_from": init_card.get("preset")} if args.widen else {}),
         )
     rng = np.random.default_rng([args.seed, info["step"]] if args.init_from and not resuming else args.seed)
     if info["np_rng"]:
@@ -159,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     val = torch.from_numpy(center_crops(files_val[:16], args.patch))
     kodak = [load_rgb(args.kodak / n) for n in QUICK_KODAK if (args.kodak / n).is_file()]
     print(
-        f"cwic train: {'resumed' if resuming else args.preset}, "
+        f"cwic train: {'resumed' if resuming else info['preset']}, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
         f"{len(sampler.images)} train / {len(files_val)} val photos, step {info['step']}, device {dev}, "
         f"{torch.get_num_threads()} threads",

@@ -17,6 +17,7 @@ from cwic.model import (
     quantize_importance,
     reconstruct,
     shift_to_mean,
+    widen,
 )
 
 
@@ -194,3 +195,26 @@ def test_grown_code_decodes_as_before_with_twice_the_channels(tiny: CWICModel) -
         assert torch.allclose(y, y2, atol=1e-5)
     with pytest.raises(ValueError, match="grow to n > "):
         grow_codes(tiny, tiny.config.n + 1)
+
+
+def test_widened_layers_compute_the_same_function(tiny: CWICModel) -> None:
+    torch.manual_seed(2)
+    x = torch.rand(2, 3, 40, 56)
+    wider = replace(PRESETS["slim"], n=tiny.config.n, levels=tiny.config.levels)
+    wide = widen(tiny, wider).eval()
+    assert wide.config == wider and sum(p.numel() for p in wide.parameters()) > sum(
+        p.numel() for p in tiny.parameters()
+    )
+    for rate in (0.05, 0.4, 0.9):
+        y, q, _ = reconstruct(tiny, x, rate)
+        y2, q2, _ = reconstruct(wide, x, rate)
+        assert torch.equal(q, q2)
+        assert torch.allclose(y, y2, atol=1e-6)
+    out = wide(x[:, :, :32, :48], torch.tensor([0.3, 0.6]))
+    ((out["x_hat"] - x[:, :, :32, :48]) ** 2).mean().backward()
+    new_cols = wide.decoder.body[2].conv1.weight.grad[:, tiny.config.dec1 :]
+    assert new_cols.abs().sum() > 0  # the new units get gradients, so training puts them to use
+    with pytest.raises(ValueError, match="cannot narrow"):
+        widen(wide, tiny.config)
+    with pytest.raises(ValueError, match="grow_codes"):
+        widen(tiny, replace(wider, n=2 * tiny.config.n))

@@ -9,7 +9,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from cwic.checkpoint import load_checkpoint
-from cwic.config import ModelConfig
+from cwic.config import PRESETS, ModelConfig
 from cwic.export import main as export_main
 from cwic.train import main as train_main
 from cwic.train import recipe
@@ -115,5 +115,14 @@ def test_init_from_can_grow_the_code(photos: Path, tmp_path: Path) -> None:
     assert train_main(_args(photos, grown, 4) + ["--init-from", str(first / "best"), "--grow-n", "128"]) == 0
     info = json.loads((grown / "train_state.json").read_text())
     assert info["config"]["n"] == 128 and info["init_from"]["grown_from_n"] == 64 and info["step"] == 4
-    with pytest.raises(SystemExit, match="--grow-n starts a new run"):
+    with pytest.raises(SystemExit, match="--grow-n and --widen start a new run"):
         train_main(_args(photos, grown, 5) + ["--resume", "--grow-n", "256"])
+
+
+def test_init_from_can_widen_the_layers(photos: Path, tmp_path: Path) -> None:
+    first, wide = tmp_path / "first", tmp_path / "wide"
+    assert train_main(_args(photos, first, 3)) == 0
+    assert train_main(_args(photos, wide, 4) + ["--init-from", str(first / "best"), "--widen", "medium"]) == 0
+    info = json.loads((wide / "train_state.json").read_text())
+    assert info["config"]["dec1"] == PRESETS["medium"].dec1 and info["config"]["n"] == 64
+    assert info["preset"] == "medium" and info["init_from"]["widened_from"] == "tiny"
