@@ -4,7 +4,8 @@ Usage: python benchmarks/runs_rd.py runs/main runs/n128 [--rates 0.04 0.1 ...] [
 Each run folder's last train state (`cwic train --out`) reconstructs all 24 Kodak images through the
 reference path (`model.reconstruct`) at every rate r; the rate axis is the raw bpp (kept code bits
 plus 4 bits per importance-map entry), so runs with different code widths n compare on the same
-axis without training their entropy models first. BD-rates are against the first run. Raw bpp is
+axis without training their entropy models first (and runs with different layer widths before
+either is shipped). BD-rates are against the first run. Raw bpp is
 an upper bound of the coded size: the context model saves more on some codes than on others, so a
 close result here still needs the real codec (`cwic evaluate`) to settle it.
 """
@@ -46,6 +47,7 @@ def run_curve(folder: Path, images: list[np.ndarray], rates: list[float]) -> dic
     sessions = info.get("sessions", [])
     return {
         "run": folder.name,
+        "preset": info.get("preset"),
         "n": model.config.n,
         "step": info["step"],
         "wall_s": round(info["wall_seconds"], 1),
@@ -77,7 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     for c in curves:
-        print(c["run"], c["n"], c["step"], c["results"]["bpp"], c["results"]["psnr-rgb"], c.get("bd_rate_vs_first"))
+        print(
+            c["run"],
+            c["preset"],
+            c["n"],
+            c["step"],
+            c["results"]["bpp"],
+            c["results"]["psnr-rgb"],
+            c.get("bd_rate_vs_first"),
+        )
 
 
 def _round(v: float | None) -> float | None:
