@@ -307,7 +307,8 @@ def grow_codes(model: CWICModel, n: int) -> CWICModel:
 
 @torch.no_grad()
 def widen(model: CWICModel, config: ModelConfig) -> CWICModel:
-    """A copy of `model` with the wider layers of `config` that computes exactly the same function.
+    """A copy of `model` with the wider layers of `config` that computes exactly the same function
+    (`model` itself when no layer is wider).
 
     To grow the transforms without starting over (the paper-width net diverged from scratch here).
     Every layer keeps its old weights in its leading rows and columns and appends new units: their
