@@ -317,8 +317,8 @@ def widen(model: CWICModel, config: ModelConfig) -> CWICModel:
     them a use. Appended channels stay at the end through depth-to-space (PixelShuffle groups whole
     channels), and the importance net's rate plane, the last input of its first conv, moves to the end.
     """
-    old = model.config
-    if replace(config, mean_shift=old.mean_shift) == old:
+    old, config = model.config, replace(config, mean_shift=model.config.mean_shift)
+    if config == old:
         return model
     if (config.n, config.levels) != (old.n, old.levels):
         raise ValueError("widen changes layer widths only; use grow_codes for the code width n")
@@ -327,16 +327,15 @@ def widen(model: CWICModel, config: ModelConfig) -> CWICModel:
         for f in ("enc1", "enc2", "enc_inner", "imp", "dec1", "dec2", "dec_inner", "dec_out")
     ):
         raise ValueError("widen cannot narrow a layer")
-    wide = CWICModel(replace(config, mean_shift=old.mean_shift))
+    wide = CWICModel(config)
     olds = model.state_dict()
     for name, w in wide.state_dict().items():
         src = olds[name]
-        if name == "importance.conv1.weight":  # feats then the rate plane: keep the plane last
-            w[: src.shape[0], : old.enc2] = src[:, : old.enc2]
-            w[: src.shape[0], old.enc2 : config.enc2] = 0
-            w[: src.shape[0], -1] = src[:, -1]
-            continue
         if w.dim() > 1:
             w[: src.shape[0]] = 0  # old units read nothing from the new ones
-        w[tuple(slice(0, s) for s in src.shape)] = src
+        if name == "importance.conv1.weight":  # feats then the rate plane: keep the plane last
+            w[: src.shape[0], : old.enc2] = src[:, : old.enc2]
+            w[: src.shape[0], -1] = src[:, -1]
+        else:
+            w[tuple(slice(0, s) for s in src.shape)] = src
     return wide
