@@ -1,10 +1,11 @@
 """`python -m cwic export`: turn a training run into a shipped checkpoint.
 
-Loads the run's best (or last) weights, writes them as fp16 `model.safetensors` + `model.json`
-(with the training record), and checks on the Kodak images that fp16 keeps the quality: the
-reference path (`model.reconstruct`, before entropy coding) at a few rates with fp32 and with
-the shipped fp16 weights. `python -m cwic train-entropy` then adds the entropy models and the
-calibrated levels (real file bpp, PSNR, MS-SSIM) to the same checkpoint.
+Loads the run's best (or last; its moving average when trained with --ema) weights, writes
+them as fp16 `model.safetensors` + `model.json` (with the training record), and checks on the
+Kodak images that fp16 keeps the quality: the reference path (`model.reconstruct`, before
+entropy coding) at a few rates with fp32 and with the shipped fp16 weights.
+`python -m cwic train-entropy` then adds the entropy models and the calibrated levels (real
+file bpp, PSNR, MS-SSIM) to the same checkpoint.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .data import DEFAULT_KODAK_DIR, list_images
 from .images import load_rgb
 from .metrics import quality
 from .model import CWICModel, raw_bpp, reconstruct
-from .train import recipe
+from .train import WeightAverage, recipe
 
 CHECK_RATES = (0.05, 0.3, 0.65)
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.which == "last":
         tensors = load_file(str(args.run / "train_state.safetensors"))
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if (args.run / WeightAverage.FILE).is_file():  # a run with --ema ships its averaged weights
+            WeightAverage(model, 1.0, args.run).copy_to_model()
         card = _card_from_info(info, model.config)
     else:
         model, card, _ = load_checkpoint(args.run / "best")

@@ -8,6 +8,11 @@ Stage 1 (`--uniform-steps`) replaces every importance map by a random
 constant map (the two-stage recipe: the autoencoder learns first, without the map); after it,
 `--uniform-frac` of each batch keeps uniform maps so the same decoder serves the ablation.
 D is MSE, or 1 - MS-SSIM with `--distortion ms-ssim` (a fine-tune for the SSIM metrics).
+With `--rate-weight per-db` each sample's D is divided by its own (detached) value times the batch
+mean, so every sample counts by its relative error (equal weight per dB) instead of low rates
+dominating; `--full-rate-frac` draws that share of samples at r = 1 (every channel kept).
+`--decay-steps` makes the learning rate fall along one cosine to `--lr-end`; `--ema` keeps an
+exponential moving average of the weights, which evaluation, `best/` and `export` use.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ import math
 import platform
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
@@ -69,6 +77,21 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=128, help="crop side, a multiple of 8")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (overrides a resumed one)")
+    p.add_argument(
+        "--decay-steps",
+        type=int,
+        default=None,
+        help="cosine decay of the lr from --lr to --lr-end over this many steps, counted from the step where "
+        "a run first used it (kept on --resume)",
+    )
+    p.add_argument("--lr-end", type=float, default=1e-6, help="final lr of --decay-steps")
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        help="decay of an exponential moving average of the weights (e.g. 0.999; 0 = off) used for evaluation, "
+        "best/ and export",
+    )
     p.add_argument("--warmup", type=int, default=200, help="linear lr warm-up steps of a fresh run")
     p.add_argument("--gamma", type=float, default=2.0, help="weight of the rate hinge")
     p.add_argument(
@@ -85,6 +108,15 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         default=1.0,
         help="r = rate_min + (rate_max - rate_min) * u**skew, u ~ U(0, 1): below 1 draws high rates more often, "
         "so the last code channels (kept only at high r) train more",
+    )
+    p.add_argument(
+        "--full-rate-frac", type=float, default=0.0, help="share of samples drawn at r = 1 (every channel kept)"
+    )
+    p.add_argument(
+        "--rate-weight",
+        choices=("none", "per-db"),
+        default="none",
+        help="per-db: weight each sample's distortion by the batch mean over its own value (equal weight per dB)",
     )
     p.add_argument("--uniform-steps", type=int, default=1000, help="stage-1 steps with uniform maps only")
     p.add_argument("--uniform-frac", type=float, default=0.125, help="share of uniform maps after stage 1")
@@ -158,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             | ({"grown_from_n": init_card["config"]["n"]} if args.grow_n else {})
             | ({"widened_from": init_card.get("preset")} if args.widen else {}),
         )
+    if args.decay_steps and not info.get("schedule"):
+        info["schedule"] = {"start": info["step"], "steps": args.decay_steps}
     rng = np.random.default_rng([args.seed, info["step"]] if args.init_from and not resuming else args.seed)
     if info["np_rng"]:
         rng.bit_generator.state = info["np_rng"]
@@ -178,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = {"flag": False}
     previous = {sig: signal.signal(sig, lambda *_: stop.update(flag=True)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _loop(_Run(args, model, opt, info, rng, sampler, val, kodak, dev), stop)
+        ema = WeightAverage(model, args.ema, out if resuming else None) if args.ema else None
+        return _loop(_Run(args, model, opt, info, rng, sampler, val, kodak, dev, ema), stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -197,6 +232,63 @@ class _Run:
     val: torch.Tensor
     kodak: list[np.ndarray]
     dev: torch.device
+    ema: WeightAverage | None
+
+
+class WeightAverage:
+    """Exponential moving average of the weights, with the usual warm-up min(decay, (1+t)/(10+t)).
+
+    Saved beside the train state (`ema.safetensors`) so `--resume` restores it.
+    """
+
+    FILE = "ema.safetensors"
+
+    def __init__(self, model: torch.nn.Module, decay: float, resume_from: Path | None = None) -> None:
+        self.model, self.decay, self.updates = model, decay, 0
+        self.params = [p.detach().clone() for p in model.parameters()]
+        if resume_from is not None and (resume_from / self.FILE).is_file():
+            saved = load_file(str(resume_from / self.FILE))
+            self.params = [saved[str(i)].to(p.device) for i, p in enumerate(self.params)]
+            self.updates = int(saved["updates"])
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.params, [p.detach() for p in self.model.parameters()], 1 - d)
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        for p, a in zip(self.model.parameters(), self.params, strict=True):
+            p.copy_(a)
+
+    @contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """The model computes with the averaged weights inside the block."""
+        live = [p.detach().clone() for p in self.model.parameters()]
+        self.copy_to_model()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, v in zip(self.model.parameters(), live, strict=True):
+                    p.copy_(v)
+
+    def save(self, folder: Path) -> None:
+        tensors = {str(i): p.contiguous().cpu() for i, p in enumerate(self.params)}
+        tensors["updates"] = torch.tensor(self.updates)
+        save_file(tensors, str(folder / (self.FILE + ".tmp")))
+        (folder / (self.FILE + ".tmp")).replace(folder / self.FILE)
+
+
+def scheduled_lr(args: argparse.Namespace, info: dict, step: int, first_step: int, fresh: bool) -> float:
+    """Warm-up of a fresh optimizer, then constant --lr or one cosine from --lr to --lr-end."""
+    lr = args.lr
+    sched = info.get("schedule")
+    if sched:
+        t = min(1.0, max(0.0, (step - sched["start"]) / sched["steps"]))
+        lr = args.lr_end + (args.lr - args.lr_end) * 0.5 * (1 + math.cos(math.pi * t))
+    return lr * min(1.0, (step - first_step) / args.warmup) if fresh else lr
 
 
 def _loop(run: _Run, stop: dict) -> int:
@@ -209,6 +301,7 @@ def _loop(run: _Run, stop: dict) -> int:
 
     start = time.time()
     wall0 = info["wall_seconds"]
+    cpu_start, cpu0 = time.process_time(), info.get("cpu_seconds", 0.0)
     last_save = start
     acc: dict[str, float] = {}
     bar = tqdm(total=args.steps, initial=info["step"], dynamic_ncols=True, mininterval=2.0)
@@ -219,12 +312,15 @@ def _loop(run: _Run, stop: dict) -> int:
         if args.minutes is not None and time.time() - start >= args.minutes * 60:
             break
         step = info["step"] + 1
-        lr = args.lr * min(1.0, (step - first_step) / args.warmup) if fresh_optimizer else args.lr
+        lr = scheduled_lr(args, info, step, first_step, fresh_optimizer)
         for g in opt.param_groups:
             g["lr"] = lr
         x = torch.from_numpy(run.sampler.batch(rng, args.batch)).to(dev)
         u = rng.uniform(0, 1, args.batch) ** args.rate_skew
-        rate = torch.from_numpy((args.rate_min + (args.rate_max - args.rate_min) * u).astype(np.float32)).to(dev)
+        r = args.rate_min + (args.rate_max - args.rate_min) * u
+        if args.full_rate_frac:
+            r = np.where(rng.random(args.batch) < args.full_rate_frac, 1.0, r)
+        rate = torch.from_numpy(r.astype(np.float32)).to(dev)
         use_uniform = (
             np.ones(args.batch, bool) if step <= args.uniform_steps else rng.random(args.batch) < args.uniform_frac
         )
@@ -237,11 +333,15 @@ def _loop(run: _Run, stop: dict) -> int:
         mean_p = res["p"].mean(dim=(1, 2, 3))
         learned = torch.from_numpy(~use_uniform).to(dev)
         over, under = torch.clamp(mean_p - rate, min=0), torch.clamp(rate - mean_p, min=0)
+        if args.rate_weight == "per-db":
+            dist = dist * (dist.detach().mean() / dist.detach().clamp(min=1e-12))
         loss = (dist + (args.gamma * over + args.gamma_under * under) * learned).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if run.ema:
+            run.ema.update()
         info["step"] = step
         bpp = float(res["mask"].detach().mean()) * config.n / 64
         stats = {"loss": loss.item(), "psnr": float((-10 * torch.log10(mse)).mean()), "raw_bpp": bpp}
@@ -261,34 +361,42 @@ def _loop(run: _Run, stop: dict) -> int:
                 dp=f"{avg.get('p_minus_r', float('nan')):+.3f}",
             )
             info["wall_seconds"] = wall0 + time.time() - start
+            info["cpu_seconds"] = cpu0 + time.process_time() - cpu_start
             _log(
                 log,
                 {
                     "step": step,
                     "lr": lr,
                     "wall_s": round(info["wall_seconds"], 1),
+                    "cpu_s": round(info["cpu_seconds"], 1),
                     **{k: round(v, 5) for k, v in avg.items()},
                 },
             )
             acc = {}
         if step % args.eval_every == 0:
             info["wall_seconds"] = wall0 + time.time() - start
-            ev = evaluate_quick(model, run.val, run.kodak, dev)
-            _log(log, {"step": step, "wall_s": round(info["wall_seconds"], 1), "eval": ev})
-            tqdm.write(f"step {step}: val {ev['val']}  kodak {ev['kodak']}")
-            if ev["score"] > info["best_score"]:
-                info["best_score"] = ev["score"]
-                save_checkpoint(out / "best", model, _card(args, config, info, ev))
+            with run.ema.swapped_in() if run.ema else nullcontext():
+                ev = evaluate_quick(model, run.val, run.kodak, dev)
+                _log(log, {"step": step, "wall_s": round(info["wall_seconds"], 1), "eval": ev})
+                tqdm.write(f"step {step}: val {ev['val']}  kodak {ev['kodak']}")
+                if ev["score"] > info["best_score"]:
+                    info["best_score"] = ev["score"]
+                    save_checkpoint(out / "best", model, _card(args, config, info, ev))
             model.train()
         if time.time() - last_save >= args.save_minutes * 60:
-            info["wall_seconds"] = wall0 + time.time() - start
-            save_train_state(out, model, opt, dict(info, np_rng=rng.bit_generator.state))
+            _save(run, wall0 + time.time() - start, cpu0 + time.process_time() - cpu_start)
             last_save = time.time()
     bar.close()
-    info["wall_seconds"] = wall0 + time.time() - start
-    save_train_state(out, model, opt, dict(info, np_rng=rng.bit_generator.state))
+    _save(run, wall0 + time.time() - start, cpu0 + time.process_time() - cpu_start)
     print(f"saved step {info['step']} ({info['wall_seconds'] / 60:.1f} min in total) to {out}", flush=True)
     return 0
+
+
+def _save(run: _Run, wall_seconds: float, cpu_seconds: float) -> None:
+    run.info.update(wall_seconds=wall_seconds, cpu_seconds=cpu_seconds)
+    save_train_state(run.args.out, run.model, run.opt, dict(run.info, np_rng=run.rng.bit_generator.state))
+    if run.ema:
+        run.ema.save(run.args.out)
 
 
 @torch.no_grad()

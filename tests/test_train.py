@@ -1,10 +1,12 @@
 """Training: a tiny run writes a checkpoint and resumes exactly where it stopped."""
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -12,7 +14,7 @@ from cwic.checkpoint import load_checkpoint
 from cwic.config import PRESETS, ModelConfig
 from cwic.export import main as export_main
 from cwic.train import main as train_main
-from cwic.train import recipe
+from cwic.train import recipe, scheduled_lr
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +128,32 @@ def test_init_from_can_widen_the_layers(photos: Path, tmp_path: Path) -> None:
     info = json.loads((wide / "train_state.json").read_text())
     assert info["config"]["dec1"] == PRESETS["medium"].dec1 and info["config"]["n"] == 64
     assert info["preset"] == "medium" and info["init_from"]["widened_from"] == "tiny"
+
+
+def test_ema_schedule_and_rate_weighting_resume_exactly(photos: Path, tmp_path: Path) -> None:
+    recipe_args = ["--ema", "0.9", "--decay-steps", "4", "--lr-end", "1e-5"]
+    recipe_args += ["--rate-weight", "per-db", "--full-rate-frac", "0.5"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train_main(_args(photos, straight, 6) + recipe_args) == 0
+    assert train_main(_args(photos, split, 3) + recipe_args) == 0
+    assert train_main(_args(photos, split, 6) + recipe_args + ["--resume"]) == 0
+    for name in ("train_state.safetensors", "ema.safetensors"):
+        a, b = load_file(str(straight / name)), load_file(str(split / name))
+        assert a.keys() == b.keys()
+        assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a), name
+    info = json.loads((split / "train_state.json").read_text())
+    assert info["schedule"] == {"start": 0, "steps": 4} and info["cpu_seconds"] > 0
+    args = argparse.Namespace(lr=1e-3, lr_end=1e-5, warmup=1)
+    assert [scheduled_lr(args, info, s, 0, False) for s in (0, 2, 4, 9)] == pytest.approx([1e-3, 5.05e-4, 1e-5, 1e-5])
+
+    # an --ema run ships its averaged weights, not the last step's
+    ema, live = load_file(str(split / "ema.safetensors")), load_file(str(split / "train_state.safetensors"))
+    assert int(ema["updates"]) == 6
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    Image.open(next(photos.glob("*.jpg"))).save(kodak / "kodim01.png")
+    assert export_main(["--run", str(split), "--to", str(tmp_path / "shipped"), "--kodak", str(kodak)]) == 0
+    model, _, _ = load_checkpoint(tmp_path / "shipped")
+    first = next(model.parameters()).detach()
+    assert torch.equal(first, ema["0"].half().float())
+    assert not torch.equal(first, live["model.encoder.body.0.weight"].half().float())
