@@ -2,7 +2,7 @@
 
     nice -n 10 python benchmarks/kodak_bitstream.py [--checkpoint DIR]
 
-Per image and level: the decoded file equals the model's own reconstruction (cwic.model.reconstruct)
+Per image and level: the decoded file equals the model's own reconstruction (cwic.models.network.reconstruct)
 bit for bit; file bytes x 8 / pixels is the reported bpp (header included); the per-block bit map
 sums to the payload. Per level: mean bpp and the saving of context coding against the raw count
 (kept bits + 4 bits per map entry); the issue requires >= 10 % at every level.
@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
 from cwic import Codec  # noqa: E402
-from cwic.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
-from cwic.model import reconstruct  # noqa: E402
+from cwic.models.network import reconstruct  # noqa: E402
+from cwic.training.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,6 +3,8 @@
 Usage: python benchmarks/learning_curve.py LOG.jsonl [LOG.jsonl ...] --out docs/learning_curve.png
 Each log is a run's `log.jsonl` (written by `python -m cwic train`) or a copy of its eval rows
 (docs/training_log_*.jsonl); the label is the run's folder, or the copy's name.
+
+A one-off study; its committed output is docs/learning_curve.png.
 """
 
 from __future__ import annotations

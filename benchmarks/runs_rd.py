@@ -8,6 +8,9 @@ axis without training their entropy models first (and runs with different layer 
 either is shipped). BD-rates are against the first run. Raw bpp is
 an upper bound of the coded size: the context model saves more on some codes than on others, so a
 close result here still needs the real codec (`cwic evaluate`) to settle it.
+
+A one-off study; its committed outputs are docs/code_width.json (n = 128 against n = 64) and
+docs/layer_width.json (medium against slim).
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
-from cwic.bdrate import bd_rate_curves  # noqa: E402
 from cwic.checkpoint import load_train_state  # noqa: E402
-from cwic.config import ModelConfig  # noqa: E402
-from cwic.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
-from cwic.export import measure_rates  # noqa: E402
+from cwic.evaluation.bdrate import bd_rate_curves  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
-from cwic.model import CWICModel  # noqa: E402
+from cwic.models.config import ModelConfig  # noqa: E402
+from cwic.models.network import CWICModel  # noqa: E402
+from cwic.training.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
+from cwic.training.export import measure_rates  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = {"psnr": "psnr-rgb", "ssim": "ssim-rgb", "ms_ssim": "ms-ssim-rgb"}

@@ -6,6 +6,8 @@ first stage so every preset reaches the importance map inside the budget) for th
 on an otherwise idle machine, into runs/width-<preset>; then the quick evaluation of `cwic train`
 (validation crops and 3 Kodak images at r = 0.1, 0.3, 0.6) scores its last weights. Process CPU
 time is recorded with each run. Short budgets measure early learning speed, not final quality.
+
+A one-off study; its committed output is docs/width_quality.json.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
 from cwic.checkpoint import load_train_state  # noqa: E402
-from cwic.config import PRESETS  # noqa: E402
-from cwic.data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, center_crops, list_images, split  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
-from cwic.model import CWICModel  # noqa: E402
-from cwic.train import QUICK_KODAK, evaluate_quick  # noqa: E402
-from cwic.train import main as train_main  # noqa: E402
+from cwic.models.config import PRESETS  # noqa: E402
+from cwic.models.network import CWICModel  # noqa: E402
+from cwic.training.data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, center_crops, list_images, split  # noqa: E402
+from cwic.training.train import QUICK_KODAK, evaluate_quick  # noqa: E402
+from cwic.training.train import main as train_main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

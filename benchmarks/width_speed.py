@@ -4,6 +4,8 @@ Usage: python benchmarks/width_speed.py [--out docs/width_speed.json]
 Training step = forward + backward + Adam on a batch of 8 random 128x128 crops (the default
 recipe); inference = encoder (with importance map) and decoder on one 768x512 image. Medians
 of a few repeats after one warm-up; run it on an otherwise idle machine.
+
+A one-off study; its committed output is docs/width_speed.json.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
-from cwic.config import PRESETS  # noqa: E402
-from cwic.model import CWICModel, mask_from_levels, quantize_importance  # noqa: E402
+from cwic.models.config import PRESETS  # noqa: E402
+from cwic.models.network import CWICModel, mask_from_levels, quantize_importance  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import ModelConfig
-from .model import CWICModel
+from .models.config import ModelConfig
+from .models.network import CWICModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "cwic-slim"

@@ -16,10 +16,10 @@ import torch
 
 from . import bitstream
 from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-from .entropy import EntropyModel
+from .entropy_models.entropy_coder import EntropyModel
 from .errors import CheckpointError, ImageError
 from .images import check_rgb
-from .model import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance
+from .models.network import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance
 
 DEFAULT_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)  # used until `train-entropy` calibrates the card
 DEFAULT_LEVEL = 3

@@ -1,5 +1,6 @@
 """The Gradio Blocks of the cwic demo: where a learned codec spends its bits, against JPEG and
-JPEG 2000 at the same file size. The logic lives in demo/compare.py; this file only lays it out."""
+JPEG 2000 at the same file size. The logic lives in demo/compare.py, inputs.py, maps.py and
+rd_curves.py; this file only lays it out."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import gradio as gr
 import skimage.data
 
 from cwic.errors import CwicError
-from demo import compare
+from demo import compare, inputs, maps, rd_curves
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 _SKIMAGE_DIR = Path(skimage.data.__file__).resolve().parent
@@ -50,7 +51,7 @@ def _raw_upload(payload):
     """Preprocess of the input image: the uploaded file, unopened (bytes for a data: URL).
 
     gr.Image would open it with Pillow first, so broken files and decompression bombs would end in
-    a generic error; compare.prepare_image gives the user a clear message instead.
+    a generic error; inputs.prepare_image gives the user a clear message instead.
     """
     if payload is None:
         return None
@@ -108,9 +109,9 @@ def make_handler(codecs: dict):
     def run(image, mode, level, bpp, classical, uniform, roi=None, model=None, progress=gr.Progress()):  # noqa: B008
         name, codec = _pick(codecs, model)
         try:
-            rgb, note = compare.prepare_image(image)
+            rgb, note = inputs.prepare_image(image)
             kwargs = {"bpp": float(bpp)} if mode == "target bpp" else {"level": int(level)}
-            mask = compare.roi_from_editor(roi, rgb.shape[:2])
+            mask = inputs.roi_from_editor(roi, rgb.shape[:2])
             comp = compare.compare(
                 codec,
                 rgb,
@@ -128,7 +129,7 @@ def make_handler(codecs: dict):
         folder = Path(tempfile.mkdtemp(prefix="cwic-demo-"))
         view = folder / "view"
         view.mkdir()
-        tiles = compare.zoom_tiles(comp, compare.zoom_box(comp.compressed.bits_per_block, rgb.shape[:2]))
+        tiles = maps.zoom_tiles(comp, maps.zoom_box(comp.compressed.bits_per_block, rgb.shape[:2]))
         with ThreadPoolExecutor(compare.WORKERS) as pool:  # PNG writes run while matplotlib draws the maps
 
             def png(image, name: str):
@@ -138,7 +139,7 @@ def make_handler(codecs: dict):
             original = png(comp.original, "original.png")
             shown = [png(r.image, f"codec{i}.png") for i, r in enumerate(comp.others)]
             zoomed = [png(t, f"zoom{i}.png") for i, (t, _) in enumerate(tiles)]
-            drawn = [png(m, f"map{i}.png") for i, m in enumerate(compare.maps(comp))]
+            drawn = [png(m, f"map{i}.png") for i, m in enumerate(maps.maps(comp))]
         files, original = written.result(), original.result()
         imp, kept, bits = (job.result() for job in drawn)
         cwic_png = str(files[1])
@@ -166,7 +167,7 @@ def make_handler(codecs: dict):
 def _editor_background(image):
     """A fresh region-of-interest canvas over the newly chosen image (as the codec will see it)."""
     try:
-        rgb, _ = compare.prepare_image(image)
+        rgb, _ = inputs.prepare_image(image)
     except CwicError:
         return None  # the Compress button reports what is wrong with the upload
     return {"background": rgb, "layers": [], "composite": None}
@@ -176,13 +177,12 @@ def zoom_at(comp, evt: gr.SelectData):
     """A click on one of the three maps: the zoomed crops move to the clicked block."""
     if comp is None:
         raise gr.Error("Compress an image first.")
-    box = compare.zoom_box_at(evt.index, comp.original.shape[:2])
+    box = maps.zoom_box_at(evt.index, comp.original.shape[:2])
     if box is None:  # the colour bar or the title
         return gr.skip()
     folder = Path(tempfile.mkdtemp(prefix="cwic-zoom-"))
     return [
-        (compare.png_file(t, folder / f"zoom{i}.png"), name)
-        for i, (t, name) in enumerate(compare.zoom_tiles(comp, box))
+        (compare.png_file(t, folder / f"zoom{i}.png"), name) for i, (t, name) in enumerate(maps.zoom_tiles(comp, box))
     ]
 
 
@@ -195,8 +195,8 @@ def make_rd_handler(codecs: dict):
         _, codec = _pick(codecs, comp.model or None)
         classical = [r.name for r in comp.others if r.name in compare.CLASSICAL]
         uniform = any(r.name == "cwic (uniform map)" for r in comp.others)
-        curves = compare.rd_points(codec, comp.original, classical, uniform, progress=progress)
-        return compare.rd_plot(curves, comp)
+        curves = rd_curves.rd_points(codec, comp.original, classical, uniform, progress=progress)
+        return rd_curves.rd_plot(curves, comp)
 
     return run
 
@@ -298,9 +298,9 @@ def build_demo(codecs: dict) -> gr.Blocks:
             rd = gr.Image(label="rate–distortion on this image", format="png", elem_id="rd-plot")
         last = gr.State(None)
 
-        inputs = [image, mode, level, bpp, classical, uniform, roi, model]
+        controls = [image, mode, level, bpp, classical, uniform, roi, model]
         outputs = [slider, summary, note, imp, kept, bits, gallery, table, files, zoom, last]
-        button.click(make_handler(codecs), inputs, outputs, api_name="compress")
+        button.click(make_handler(codecs), controls, outputs, api_name="compress")
         for panel in (imp, kept, bits):
             panel.select(zoom_at, last, zoom, api_name=False)
         rd_button.click(make_rd_handler(codecs), last, rd, api_name=False)  # needs the session's State

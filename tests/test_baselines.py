@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cwic import baselines
+from cwic.evaluation import baselines
 
 KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak" / "kodim23.png"
 

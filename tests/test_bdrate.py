@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cwic.bdrate import bd_rate, bd_rate_curves, to_db
+from cwic.evaluation.bdrate import bd_rate, bd_rate_curves, to_db
 
 
 def test_constant_rate_ratio_over_a_partial_overlap():

@@ -9,7 +9,7 @@ import pytest
 
 from cwic import bitstream
 from cwic.bitstream import Header, parse, with_fixed_crc
-from cwic.codec_cli import info_main
+from cwic.cli import info_main
 from cwic.errors import BitstreamError, CwicError
 
 HEADER = Header(width=40, height=24, rate=0.25, level=3, checkpoint_id="0123456789abcdef", uniform=True)

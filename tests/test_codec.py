@@ -15,10 +15,10 @@ from PIL import Image
 
 from cwic import Codec, bitstream
 from cwic.checkpoint import save_checkpoint
-from cwic.codec_cli import decode_main, encode_main, levels_main
+from cwic.cli import decode_main, encode_main, levels_main
 from cwic.errors import BitstreamError, CheckpointError, ImageError
 from cwic.images import load_rgb
-from cwic.model import reconstruct
+from cwic.models.network import reconstruct
 
 REPO = Path(__file__).resolve().parents[1]
 KODAK = REPO.parent / "shared" / "data" / "kodak"

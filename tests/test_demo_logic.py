@@ -1,4 +1,4 @@
-"""The demo's logic and its event function, without a browser (demo/compare.py, demo/ui.py)."""
+"""The demo's logic and its event function, without a browser (demo/*.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cwic import baselines
 from cwic.errors import ImageError
-from demo import compare
+from cwic.evaluation import baselines
+from demo import compare, inputs, maps, rd_curves
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "demo" / "examples" / "kodim23.png"
 
@@ -36,14 +36,14 @@ def _png(rgb: np.ndarray, path: Path, **kw) -> Path:
 
 
 def test_examples_are_shipped_and_load_unchanged():
-    rgb, note = compare.prepare_image(str(EXAMPLE))
+    rgb, note = inputs.prepare_image(str(EXAMPLE))
     assert rgb.shape == (512, 768, 3) and rgb.dtype == np.uint8 and note == ""
     assert np.array_equal(rgb, np.asarray(Image.open(EXAMPLE).convert("RGB")))
 
 
 def test_large_upload_is_downscaled_with_a_note(tmp_path):
     path = _png(np.full((1500, 2400, 3), 90, np.uint8), tmp_path / "big.png")
-    rgb, note = compare.prepare_image(str(path))
+    rgb, note = inputs.prepare_image(str(path))
     assert rgb.shape == (640, 1024, 3)
     assert "Downscaled from 2400×1500 to 1024×640" in note
 
@@ -52,16 +52,16 @@ def test_exif_rotation_and_odd_modes_are_handled(tmp_path):
     rgba = np.zeros((40, 60, 4), np.uint8)
     rgba[..., 0] = 255
     rgba[..., 3] = 128
-    rgb, _ = compare.prepare_image(str(_png(rgba, tmp_path / "rgba.png")))
+    rgb, _ = inputs.prepare_image(str(_png(rgba, tmp_path / "rgba.png")))
     assert rgb.shape == (40, 60, 3)
     grey16 = Image.fromarray(np.full((32, 48), 65535, np.uint16))
-    rgb, _ = compare.prepare_image(str(_png(np.asarray(grey16), tmp_path / "g16.png")))
+    rgb, _ = inputs.prepare_image(str(_png(np.asarray(grey16), tmp_path / "g16.png")))
     assert rgb.shape == (32, 48, 3) and rgb.min() == 255
     exif = Image.Exif()
     exif[274] = 6  # rotate 90° on display
     buf = io.BytesIO()
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(buf, "JPEG", exif=exif)
-    rgb, _ = compare.prepare_image(buf.getvalue())
+    rgb, _ = inputs.prepare_image(buf.getvalue())
     assert rgb.shape == (60, 40, 3)
 
 
@@ -75,18 +75,18 @@ def test_exif_rotation_and_odd_modes_are_handled(tmp_path):
 )
 def test_bad_uploads_give_a_clear_error(data, message):
     with pytest.raises(ImageError, match=message):
-        compare.prepare_image(data)
+        inputs.prepare_image(data)
 
 
 def test_tiny_and_huge_images_are_refused(tmp_path):
     with pytest.raises(ImageError, match="at least 16 px"):
-        compare.prepare_image(str(_png(np.zeros((10, 300, 3), np.uint8), tmp_path / "thin.png")))
+        inputs.prepare_image(str(_png(np.zeros((10, 300, 3), np.uint8), tmp_path / "thin.png")))
     with pytest.raises(ImageError, match="at least 16 px on each side after the demo's downscaling"):
-        compare.prepare_image(str(_png(np.zeros((20, 3000, 3), np.uint8), tmp_path / "strip.png")))
+        inputs.prepare_image(str(_png(np.zeros((20, 3000, 3), np.uint8), tmp_path / "strip.png")))
     bomb = tmp_path / "bomb.png"
     Image.new("1", (9000, 8000)).save(bomb)  # 72 Mpx, a few kB on disk
     with pytest.raises(ImageError, match="at most 50 Mpx"):
-        compare.prepare_image(str(bomb))
+        inputs.prepare_image(str(bomb))
 
 
 def test_compare_reports_real_files_at_matched_sizes(codec, small_rgb, tmp_path):
@@ -118,7 +118,7 @@ def test_maps_are_drawn_over_the_image(codec, small_rgb):
     comp = compare.compare(codec, small_rgb, level=1, classical=[])
     c = comp.compressed
     assert np.asarray(c.bits_per_block).shape == (21, 24)
-    for img in compare.maps(comp):
+    for img in maps.maps(comp):
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.shape[1] > 300
         assert img.std() > 10  # a picture, not a blank canvas
 
@@ -175,26 +175,26 @@ def test_event_function_fills_every_panel(codec, tmp_path):
 def test_zoom_box_finds_the_most_bits():
     bits = np.zeros((20, 30))
     bits[12:16, 20:24] = 100.0
-    top, left, side = compare.zoom_box(bits, (160, 240), size=32)
+    top, left, side = maps.zoom_box(bits, (160, 240), size=32)
     assert (top, left, side) == (96, 160, 32)
-    assert compare.zoom_box(bits, (20, 40), size=128)[2] == 16  # clipped to the image
+    assert maps.zoom_box(bits, (20, 40), size=128)[2] == 16  # clipped to the image
 
 
 def test_a_click_on_a_map_picks_the_zoom_box():
-    assert compare.zoom_box_at((400, 300), (512, 768)) == (232, 336, 128)
-    assert compare.zoom_box_at((5, 5), (512, 768)) == (0, 0, 128)
-    assert compare.zoom_box_at((767, 511), (512, 768)) == (384, 640, 128)
-    assert compare.zoom_box_at((800, 100), (512, 768)) is None  # the colour bar
-    assert compare.zoom_box_at((100, 530), (512, 768)) is None  # the title under the map
-    assert compare.panel_scale(120) == 4 and compare.zoom_box_at((4 * 119, 4 * 99), (100, 120)) == (0, 24, 96)
+    assert maps.zoom_box_at((400, 300), (512, 768)) == (232, 336, 128)
+    assert maps.zoom_box_at((5, 5), (512, 768)) == (0, 0, 128)
+    assert maps.zoom_box_at((767, 511), (512, 768)) == (384, 640, 128)
+    assert maps.zoom_box_at((800, 100), (512, 768)) is None  # the colour bar
+    assert maps.zoom_box_at((100, 530), (512, 768)) is None  # the title under the map
+    assert maps.panel_scale(120) == 4 and maps.zoom_box_at((4 * 119, 4 * 99), (100, 120)) == (0, 24, 96)
 
 
 def test_rd_curves_cover_every_level_and_plot(codec):
     rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))[200:328, 300:428].copy()
-    curves = compare.rd_points(codec, rgb, ["JPEG"])
+    curves = rd_curves.rd_points(codec, rgb, ["JPEG"])
     assert len(curves["cwic"]) == len(codec.levels) and len(curves["JPEG"]) == len(baselines.SPECS["jpeg"].sweep)
     assert all(p["ms_ssim"] is None and p["ssim"] > 0 for p in curves["cwic"])  # 128 px: SSIM panel instead
-    img = compare.rd_plot(curves)
+    img = rd_curves.rd_plot(curves)
     assert img.dtype == np.uint8 and img.shape[1] == 1100
 
 
@@ -203,9 +203,9 @@ def test_painted_region_of_interest_gets_more_bits(codec, small_rgb):
     h, w = small_rgb.shape[:2]
     layer = np.zeros((2 * h, 2 * w, 4), np.uint8)  # the editor works on the upload before downscaling
     layer[:128, :128, 3] = 255
-    mask = compare.roi_from_editor({"background": None, "layers": [layer], "composite": None}, (h, w))
+    mask = inputs.roi_from_editor({"background": None, "layers": [layer], "composite": None}, (h, w))
     assert mask.shape == (h, w) and mask[:60, :60].min() == 1 and mask[70:, 70:].max() == 0
-    assert compare.roi_from_editor({"background": None, "layers": [np.zeros_like(layer)]}, (h, w)) is None
+    assert inputs.roi_from_editor({"background": None, "layers": [np.zeros_like(layer)]}, (h, w)) is None
 
     base = compare.compare(codec, small_rgb, level=2, classical=[]).compressed
     painted = compare.compare(codec, small_rgb, level=2, classical=[], roi=mask).compressed

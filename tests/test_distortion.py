@@ -5,7 +5,7 @@ import pytest
 import torch
 from pytorch_msssim import ms_ssim as reference_ms_ssim
 
-from cwic.distortion import distortion, ms_ssim
+from cwic.training.distortion import distortion, ms_ssim
 
 
 def _pair(shape: tuple[int, int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

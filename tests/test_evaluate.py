@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cwic import baselines, evaluate
+from cwic.evaluation import baselines, evaluate
 
 KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
 CURVE_KEYS = {"bpp", "psnr-rgb", "ssim-rgb", "ms-ssim-rgb"}
@@ -95,7 +95,7 @@ def test_bad_input_exits_2(tmp_path, capsys):
 
 
 def test_bench_times_every_codec(images, tmp_path, capsys):
-    from cwic import bench
+    from cwic.evaluation import bench
 
     _codec_or_skip()
     out = tmp_path / "bench.json"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cwic.metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, quality, ssim
+from cwic.evaluation.metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, quality, ssim
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "demo" / "examples" / "kodim15.png"
 

@@ -5,20 +5,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from cwic.config import PRESETS, ModelConfig
-from cwic.model import (
+from cwic.models.config import PRESETS, ModelConfig
+from cwic.models.network import (
     MIN_SIDE,
     Binarize,
     CWICModel,
     ImportanceMask,
-    grow_codes,
     mask_from_levels,
     pad_to_multiple,
     quantize_importance,
     reconstruct,
     shift_to_mean,
-    widen,
 )
+from cwic.training.growth import grow_codes, widen
 
 
 @pytest.fixture(scope="module")

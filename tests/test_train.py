@@ -11,10 +11,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from cwic.checkpoint import load_checkpoint
-from cwic.config import PRESETS, ModelConfig
-from cwic.export import main as export_main
-from cwic.train import main as train_main
-from cwic.train import recipe, scheduled_lr
+from cwic.models.config import PRESETS, ModelConfig
+from cwic.training.export import main as export_main
+from cwic.training.train import main as train_main
+from cwic.training.train import recipe, scheduled_lr
 
 
 @pytest.fixture(scope="module")

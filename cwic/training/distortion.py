@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .metrics import MS_SSIM_WEIGHTS, WINDOW
+from ..evaluation.metrics import MS_SSIM_WEIGHTS, WINDOW
 
 _C1, _C2 = 0.01**2, 0.03**2
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..checkpoint import REPO_ROOT
 from . import baselines
-from .checkpoint import REPO_ROOT
 
 DEFAULT_IMAGE = REPO_ROOT.parent / "shared" / "data" / "kodak" / "kodim23.png"
 
@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from . import Codec
-    from .errors import CwicError
-    from .images import load_rgb
+    from .. import Codec
+    from ..errors import CwicError
+    from ..images import load_rgb
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference",
         nargs="?",
         type=Path,
-        const=Path(__file__).resolve().parents[2] / "shared" / "reference",
+        const=Path(__file__).resolve().parents[3] / "shared" / "reference",
         default=None,
         help="add published Kodak curves to the plots (folder, default ../shared/reference)",
     )
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     codec = None
     if any(c in CWIC_CODECS for c in args.codecs):
-        from . import Codec
-        from .errors import CwicError
+        from .. import Codec
+        from ..errors import CwicError
 
         try:
             codec = Codec.load(args.checkpoint) if args.checkpoint else Codec.load()
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if codec and (bad := [k for k in levels if k not in {lv["level"] for lv in codec.levels}]):
         print(f"cwic evaluate: no such level(s) {bad}; the checkpoint has {len(codec.levels)}", file=sys.stderr)
         return 2
-    from .errors import CwicError
+    from ..errors import CwicError
 
     try:
         results = run(images, codec, args.codecs, levels, args.tol, not args.no_sweep, args.jobs)
@@ -141,8 +141,8 @@ TQDM = {"unit": "img", "desc": "evaluate", "file": sys.stderr}
 
 def _evaluate_image(args: tuple) -> tuple[str, dict, list[dict], int]:
     """All codecs on one image: (name, size, rows, number of .cwic files decoded and checked)."""
-    from .errors import CwicError, ImageError
-    from .images import load_rgb
+    from ..errors import CwicError, ImageError
+    from ..images import load_rgb
 
     index, path, codecs, levels, tol, sweep = args
     try:
@@ -311,7 +311,7 @@ def write_outputs(results: dict, out: Path, reference: Path | None = None) -> No
 
 
 def _checkpoint_info(folder: Path | None) -> dict:
-    from .checkpoint import DEFAULT_CHECKPOINT, weights_id
+    from ..checkpoint import DEFAULT_CHECKPOINT, weights_id
 
     folder = Path(folder or DEFAULT_CHECKPOINT)
     info = {"path": str(folder), "weights_id": weights_id(folder / "model.safetensors")}
@@ -323,7 +323,7 @@ def _checkpoint_info(folder: Path | None) -> dict:
 
 
 def _list_images(folder: Path, limit: int | None) -> list[Path]:
-    from .data import list_images
+    from ..training.data import list_images
 
     if not folder.is_dir():
         raise NotADirectoryError(f"not a folder: {folder}")

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import BitstreamError, CheckpointError
+from ..models.network import fixed_threads
 from .context_model import (
     A_BITS,
     DIFF_MAX,
@@ -28,8 +30,6 @@ from .context_model import (
     checkerboard,
     rate_plane_value,
 )
-from .errors import BitstreamError, CheckpointError
-from .model import fixed_threads
 
 _STEP = 2.0 ** (W_BITS + A_BITS) / LUT_STEP  # integer logit units per table step
 

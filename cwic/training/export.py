@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
-from .config import ModelConfig
+from ..checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
+from ..evaluation.metrics import quality
+from ..images import load_rgb
+from ..models.config import ModelConfig
+from ..models.network import CWICModel, raw_bpp, reconstruct
 from .data import DEFAULT_KODAK_DIR, list_images
-from .images import load_rgb
-from .metrics import quality
-from .model import CWICModel, raw_bpp, reconstruct
 from .train import WeightAverage, recipe
 
 CHECK_RATES = (0.05, 0.3, 0.65)

@@ -23,11 +23,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import DEFAULT_CHECKPOINT, REPO_ROOT, load_checkpoint, save_checkpoint
-from .context_model import BitContext, MapContext, bit_inputs, export_int, lookup_tables, map_inputs, rate_plane_value
+from ..checkpoint import DEFAULT_CHECKPOINT, REPO_ROOT, load_checkpoint, save_checkpoint
+from ..entropy_models.context_model import (
+    BitContext,
+    MapContext,
+    bit_inputs,
+    export_int,
+    lookup_tables,
+    map_inputs,
+    rate_plane_value,
+)
+from ..images import load_rgb
+from ..models.network import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance
 from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, list_images, load_downscaled, split
-from .images import load_rgb
-from .model import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance
 
 GOLDEN_DIR = REPO_ROOT / "tests" / "golden"
 START_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.skip_train:
         train(args)
-    from .codec import Codec  # after training: the checkpoint now has entropy weights
+    from ..codec import Codec  # after training: the checkpoint now has entropy weights
 
     if not args.no_calibrate:
         codec = Codec.load(args.checkpoint)
@@ -206,7 +214,7 @@ def _eval(map_net, bit_net, bits, q, rates, n, L):
 @torch.no_grad()
 def kodak_bpp(codec, prepared, rate: float) -> tuple[float, float]:
     """(mean file bpp, mean raw bpp) over prepared Kodak images at rate r (real entropy-coded sizes)."""
-    from . import bitstream
+    from .. import bitstream
 
     bpps, raws = [], []
     for feats, bits, pixels in prepared:
@@ -221,7 +229,7 @@ def kodak_bpp(codec, prepared, rate: float) -> tuple[float, float]:
 
 @torch.no_grad()
 def prepare_kodak(codec, kodak_dir: Path) -> list:
-    from .images import load_rgb
+    from ..images import load_rgb
 
     out = []
     for f in list_images(kodak_dir):
@@ -299,7 +307,7 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
     A float32 decoder can differ in the last bits between CPUs; a large rounding margin keeps the
     committed pixel hash valid across machines. The hash of the decoded codes is exact anyway.
     """
-    from .images import load_rgb
+    from ..images import load_rgb
 
     rgb = load_rgb(sorted(list_images(kodak_dir))[22])  # kodim23
     best = None
@@ -320,7 +328,7 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
     margin, (y, x), c = best
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "golden.cwic").write_bytes(c.data)
-    from . import bitstream
+    from .. import bitstream
 
     header, map_s, bits_s = bitstream.parse(c.data)
     q, bits = codec.entropy.decode(map_s, bits_s, side // 8, side // 8, header.rate)
@@ -339,7 +347,7 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
 
 
 def _decoded_bits(codec, data: bytes) -> torch.Tensor:
-    from . import bitstream
+    from .. import bitstream
 
     header, map_s, bits_s = bitstream.parse(data)
     hc, wc = -(-header.height // 8), -(-header.width // 8)

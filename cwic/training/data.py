@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DEFAULT_TRAIN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
+DEFAULT_TRAIN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "train"
 DEFAULT_KODAK_DIR = DEFAULT_TRAIN_DIR.parent / "kodak"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 VALIDATION_EVERY = 30  # every 30th photo (sorted by name) is held out for validation

@@ -33,13 +33,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
-from .config import PRESETS, ModelConfig
+from ..checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
+from ..evaluation.metrics import quality
+from ..images import load_rgb
+from ..models.config import PRESETS, ModelConfig
+from ..models.network import CWICModel, raw_bpp, reconstruct
 from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, PatchSampler, center_crops, list_images, split
 from .distortion import DISTORTIONS, distortion
-from .images import load_rgb
-from .metrics import quality
-from .model import CWICModel, grow_codes, raw_bpp, reconstruct, widen
+from .growth import grow_codes, widen
 
 EVAL_RATES = (0.1, 0.3, 0.6)
 QUICK_KODAK = ("kodim01.png", "kodim07.png", "kodim23.png")

@@ -1,0 +1,1 @@
+"""Classical codecs, quality metrics, BD-rate, RD plots and the evaluation and speed commands."""

@@ -1,0 +1,1 @@
+"""The network: encoder, importance map, mask and decoder, and its width configurations."""

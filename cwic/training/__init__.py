@@ -1,0 +1,1 @@
+"""Training the autoencoder and its context models, and shipping a run as a checkpoint."""
