@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cwic.errors import ImageError
+from cwic.images import MAX_SIDE as CODEC_MAX_SIDE
 from cwic.images import MIN_SIDE, to_rgb
 
 MAX_SIDE = 1024  # the demo downscales larger uploads (long side) to stay responsive on 2 CPU cores
@@ -16,7 +17,8 @@ MAX_UPLOAD_PIXELS = 50 * 10**6  # larger uploads are refused before decoding (de
 
 
 def prepare_image(source: str | Path | bytes | None, max_side: int = MAX_SIDE) -> tuple[np.ndarray, str]:
-    """An upload as HxWx3 uint8 RGB, downscaled to `max_side` on the long side; returns (rgb, note).
+    """An upload as HxWx3 uint8 RGB, downscaled to `max_side` on the long side but never below the
+    codec's MIN_SIDE on the short side; returns (rgb, note).
 
     Unlike `cwic.images.load_rgb`, which rejects images over the codec's limit, the demo shrinks
     large photos so that phone pictures work. Raises ImageError with a message meant for the user
@@ -42,20 +44,26 @@ def prepare_image(source: str | Path | bytes | None, max_side: int = MAX_SIDE) -
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise ImageError(f"{name} is truncated or corrupt: {e}") from None
     h, w = rgb.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ImageError(f"{name} is {w}×{h} px; cwic needs at least {MIN_SIDE} px on each side.")
     note = ""
     if max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        rgb = np.array(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-        note = (
-            f"Downscaled from {w}×{h} to {size[0]}×{size[1]} px: the demo caps the long side at {max_side} px "
-            "to stay responsive (the codec itself takes larger images)."
-        )
-    if min(rgb.shape[:2]) < MIN_SIDE:
-        raise ImageError(
-            f"{name} is {rgb.shape[1]}×{rgb.shape[0]} px; cwic needs at least {MIN_SIDE} px on each side"
-            + (" after the demo's downscaling." if note else ".")
-        )
+        # A long thin strip is shrunk only as far as the codec's minimum short side allows.
+        scale = max(max_side / max(h, w), min(1.0, MIN_SIDE / min(h, w)))
+        size = (round(w * scale), round(h * scale))
+        if max(size) > CODEC_MAX_SIDE:
+            raise ImageError(
+                f"{name} is {w}×{h} px, too long and thin: with its short side at cwic's minimum of {MIN_SIDE} px "
+                f"the long side is still {max(size)} px, over cwic's {CODEC_MAX_SIDE}."
+            )
+        why = f"the demo caps the long side at {max_side} px to stay responsive"
+        if scale > max_side / max(h, w):
+            why += f", but never takes the short side under cwic's minimum of {MIN_SIDE} px"
+        if size == (w, h):
+            note = f"Kept at {w}×{h} px: {why}."
+        else:
+            rgb = np.array(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+            note = f"Downscaled from {w}×{h} to {size[0]}×{size[1]} px: {why} (the codec itself takes larger images)."
     return rgb, note
 
 

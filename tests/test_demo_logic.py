@@ -78,11 +78,22 @@ def test_bad_uploads_give_a_clear_error(data, message):
         inputs.prepare_image(data)
 
 
+def test_thin_strips_are_never_downscaled_below_the_codec_minimum(tmp_path):
+    rgb, note = inputs.prepare_image(str(_png(np.full((16, 4000, 3), 90, np.uint8), tmp_path / "strip.png")))
+    assert rgb.shape == (16, 4000, 3)
+    assert note.startswith("Kept at 4000×16 px") and "never takes the short side under cwic's minimum of 16" in note
+    rgb, note = inputs.prepare_image(str(_png(np.full((3000, 20, 3), 90, np.uint8), tmp_path / "tall.png")))
+    assert rgb.shape == (2400, 16, 3)
+    assert note.startswith("Downscaled from 20×3000 to 16×2400 px") and "minimum of 16" in note
+    with pytest.raises(ImageError, match="too long and thin: .* the long side is still 5000 px, over cwic's 4096"):
+        inputs.prepare_image(str(_png(np.zeros((16, 5000, 3), np.uint8), tmp_path / "long.png")))
+
+
 def test_tiny_and_huge_images_are_refused(tmp_path):
-    with pytest.raises(ImageError, match="at least 16 px"):
+    with pytest.raises(ImageError, match="is 300×10 px; cwic needs at least 16 px on each side"):
         inputs.prepare_image(str(_png(np.zeros((10, 300, 3), np.uint8), tmp_path / "thin.png")))
-    with pytest.raises(ImageError, match="at least 16 px on each side after the demo's downscaling"):
-        inputs.prepare_image(str(_png(np.zeros((20, 3000, 3), np.uint8), tmp_path / "strip.png")))
+    with pytest.raises(ImageError, match="is 3000×10 px; cwic needs at least 16 px"):
+        inputs.prepare_image(str(_png(np.zeros((10, 3000, 3), np.uint8), tmp_path / "strip.png")))
     bomb = tmp_path / "bomb.png"
     Image.new("1", (9000, 8000)).save(bomb)  # 72 Mpx, a few kB on disk
     with pytest.raises(ImageError, match="at most 50 Mpx"):
