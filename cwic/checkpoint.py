@@ -23,6 +23,13 @@ DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "cwic-slim"
 WEIGHTS, CARD = "model.safetensors", "model.json"
 
 
+def shipped_checkpoints() -> list[Path]:
+    """Every folder under checkpoints/ with weights, the default first: where a .cwic file's checkpoint is sought."""
+    root = DEFAULT_CHECKPOINT.parent
+    found = sorted(p for p in root.iterdir() if (p / WEIGHTS).is_file()) if root.is_dir() else []
+    return sorted(found, key=lambda p: p != DEFAULT_CHECKPOINT)  # stable: the rest stay in name order
+
+
 def weights_id(path: Path) -> str:
     """Checkpoint id written into every .cwic file: first 16 hex digits of the weights' SHA-256."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

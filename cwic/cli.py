@@ -33,8 +33,8 @@ def _run(body: Callable[[], int]) -> int:
         return 2
 
 
-def _checkpoint_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: shipped cwic-slim)")
+def _checkpoint_arg(p: argparse.ArgumentParser, default: str = "shipped cwic-slim") -> None:
+    p.add_argument("--checkpoint", type=Path, default=None, help=f"checkpoint folder (default: {default})")
 
 
 def encode_main(argv: list[str] | None = None) -> int:
@@ -68,7 +68,7 @@ def decode_main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="cwic decode", description="Decode a .cwic file to PNG (or any format Pillow writes).")
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path)
-    _checkpoint_arg(p)
+    _checkpoint_arg(p, "the shipped checkpoint the file names")
 
     def body() -> int:
         args = p.parse_args(argv)
@@ -79,11 +79,14 @@ def decode_main(argv: list[str] | None = None) -> int:
         from .errors import CheckpointError
 
         data = args.input.read_bytes()
-        header, _, _ = bitstream.parse(data)
-        try:
-            codec = Codec.load(args.checkpoint)
-        except CheckpointError as e:
-            raise CheckpointError(f"this file needs checkpoint {header.checkpoint_id}: {e}") from None
+        if args.checkpoint is None:
+            codec = Codec.for_file(data)
+        else:
+            header, _, _ = bitstream.parse(data)
+            try:
+                codec = Codec.load(args.checkpoint)
+            except CheckpointError as e:
+                raise CheckpointError(f"this file needs checkpoint {header.checkpoint_id}: {e}") from None
         rgb = codec.decompress(data)
         Image.fromarray(rgb).save(args.output)
         return 0

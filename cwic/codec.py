@@ -7,7 +7,7 @@ first access: producing the file does not pay for the synthesis.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import bitstream
-from .checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from .checkpoint import DEFAULT_CHECKPOINT, WEIGHTS, load_checkpoint, shipped_checkpoints, weights_id
 from .entropy_models.entropy_coder import EntropyModel
 from .errors import CheckpointError, ImageError
 from .images import check_rgb
@@ -82,6 +82,22 @@ class Codec:
         except FileNotFoundError as e:
             raise CheckpointError(str(e)) from None
         return cls(model, card, EntropyModel(extra, model.config.n, model.config.levels))
+
+    @classmethod
+    def for_file(cls, data: bytes, folders: Iterable[str | Path] | None = None) -> Codec:
+        """The checkpoint a .cwic file's header names, loaded from the first of `folders` (default:
+        every shipped checkpoint) whose weights have that id: a file decodes without its reader
+        knowing which model made it. CheckpointError naming the folders searched when none has it."""
+        header, _, _ = bitstream.parse(data)
+        searched = [Path(f) for f in (shipped_checkpoints() if folders is None else folders)]
+        for folder in searched:
+            if (folder / WEIGHTS).is_file() and weights_id(folder / WEIGHTS) == header.checkpoint_id:
+                return cls.load(folder)
+        raise CheckpointError(
+            f"this file needs checkpoint {header.checkpoint_id}, which none of the checkpoints searched has "
+            f"({', '.join(str(f) for f in searched) or 'no folders'}); load its folder explicitly "
+            "(Codec.load, or --checkpoint on the command line)"
+        )
 
     @property
     def levels(self) -> list[dict]:
@@ -190,7 +206,9 @@ class Codec:
         header, map_s, bits_s = bitstream.parse(data)
         if header.checkpoint_id != self.checkpoint_id:
             raise CheckpointError(
-                f"this file needs checkpoint {header.checkpoint_id}; the loaded checkpoint is {self.checkpoint_id}"
+                f"this file needs checkpoint {header.checkpoint_id}; the loaded checkpoint is {self.checkpoint_id} "
+                "(Codec.for_file(data) loads the right one of the shipped checkpoints; `cwic decode` does so "
+                "without --checkpoint)"
             )
         hc, wc = -(-header.height // 8), -(-header.width // 8)
         q, bits = self.entropy.decode(map_s, bits_s, hc, wc, header.rate)

@@ -184,6 +184,29 @@ def test_cli_round_trip_and_errors(tmp_path, photo, capsys):
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_decode_finds_the_checkpoint_the_file_names(tmp_path, photo, capsys):
+    msssim = REPO / "checkpoints" / "cwic-slim-msssim"
+    src, cw, png = tmp_path / "in.png", tmp_path / "x.cwic", tmp_path / "out.png"
+    Image.fromarray(photo).save(src)
+    assert encode_main([str(src), str(cw), "--level", "2", "--checkpoint", str(msssim)]) == 0
+    capsys.readouterr()
+    assert decode_main([str(cw), str(png)]) == 0  # no --checkpoint: the header's id picks cwic-slim-msssim
+    found = Codec.for_file(cw.read_bytes())
+    assert found.checkpoint_id == bitstream.parse(cw.read_bytes())[0].checkpoint_id != Codec.load().checkpoint_id
+    assert np.array_equal(np.asarray(Image.open(png)), found.decompress(cw.read_bytes()))
+
+    data = bytearray(cw.read_bytes())
+    data[8:16] = bytes.fromhex("00112233aabbccdd")
+    unknown = tmp_path / "unknown.cwic"
+    unknown.write_bytes(bitstream.with_fixed_crc(bytes(data)))
+    assert decode_main([str(unknown), str(png)]) == 2
+    err = capsys.readouterr().err
+    assert "needs checkpoint 00112233aabbccdd" in err and err.count("\n") == 1
+    assert str(REPO / "checkpoints" / "cwic-slim") in err and str(msssim) in err
+    with pytest.raises(CheckpointError, match=f"searched has \\({tmp_path}\\)"):
+        Codec.for_file(unknown.read_bytes(), [tmp_path])
+
+
 def _png(im: Image.Image, **kw) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format=kw.pop("format", "PNG"), **kw)
