@@ -1,4 +1,5 @@
-"""Where the bits go, drawn: per-8x8-block maps over the image with a colour bar, and the zoomed crops."""
+"""Where the bits go, drawn: per-8x8-block maps over the image with a colour bar (cwic's, and JPEG's
+bits per MCU read from its file), and the zoomed crops."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
+from cwic.evaluation import jpeg_bits
 from demo.compare import Comparison
 
 PANEL_MIN_WIDTH = 384  # small images are enlarged (whole pixels) so their map panels stay readable
@@ -72,8 +74,10 @@ def overlay(
     return np.asarray(canvas)
 
 
-def maps(comp: Comparison) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(importance p, kept channels per location, bits per 8x8 block) drawn over the image."""
+def maps(comp: Comparison) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(importance p, kept channels per location, cwic's bits per pixel by 8x8 block, JPEG's bits per
+    pixel by MCU or None without JPEG) drawn over the image; the two bits maps share one colour scale,
+    so the same colour means the same spending in both."""
     c, rgb = comp.compressed, comp.original
     p = np.asarray(c.importance, dtype=np.float64)
     kept = np.asarray(c.kept_channels)
@@ -90,15 +94,35 @@ def maps(comp: Comparison) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         vmax=n_max,
         levels=16,
     )
+    jpeg = next((r for r in comp.others if r.name == "JPEG"), None)
+    parsed = None if jpeg is None else jpeg_bits.parse(jpeg.data)
+    jpeg_bpp = None if parsed is None else jpeg_bits.block_bpp(parsed)
+    vmax = max(bits.max() / 64, 0 if jpeg_bpp is None else jpeg_bpp.max())
+    header = len(comp.cwic.data) - c.payload_bits // 8
     b = overlay(
         rgb,
-        bits,
-        title=f"bits per 8×8 block: {bits.sum():,.0f} bits in all, mean {bits.mean():.1f}",
-        label="bits per 8×8 block",
+        bits / 64,
+        title=f"cwic: {len(comp.cwic.data):,} bytes = {comp.cwic.bpp():.3f} bpp, of which header {header} bytes",
+        label="bits per pixel, by 8×8 block",
         cmap="magma",
         vmin=0,
+        vmax=vmax,
     )
-    return imp, lev, b
+    if parsed is None:
+        return imp, lev, b, None
+    j = overlay(
+        rgb,
+        jpeg_bpp,
+        title=(
+            f"JPEG: {len(jpeg.data):,} bytes = {jpeg.bpp():.3f} bpp, of which headers and tables "
+            f"{round(parsed.other_bits / 8):,} bytes"
+        ),
+        label=f"bits per pixel, by {parsed.mcu_size[1]}×{parsed.mcu_size[0]} MCU",
+        cmap="magma",
+        vmin=0,
+        vmax=vmax,
+    )
+    return imp, lev, b, j
 
 
 def zoom_box(bits_per_block: np.ndarray, shape: tuple[int, int], size: int = 128) -> tuple[int, int, int]:

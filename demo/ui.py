@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import gradio as gr
 import skimage.data
 
 from cwic.errors import CwicError
-from demo import compare, inputs, maps, rd_curves
+from demo import cache, compare, inputs, maps, rd_curves
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 _SKIMAGE_DIR = Path(skimage.data.__file__).resolve().parent
@@ -34,8 +33,11 @@ and texture, fewer for flat sky. Pick an image and a rate, press **Compress**, a
 EXPLAIN_MAPS = """\
 **Importance map** (left): the network's estimate of how much each block needs, p in [0, 1].
 **Channels kept** (middle): p quantized to 16 levels; a block at level q keeps the first 4·(q+1)
-of the 64 code channels, the rest are never sent. **Bits per 8×8 block** (right): what the
-entropy coder actually spent there, map bits included; the total is the file's payload.
+of the 64 code channels, the rest are never sent. **cwic: bits per pixel**: what the entropy
+coder actually spent on each 8×8 block (map bits included) over its 64 pixels; the total is the
+file's payload. **JPEG: bits per pixel, by MCU** (right): the same for the JPEG file below, read
+from its Huffman codes; each MCU (the 16×16 pixels that share one pair of colour blocks) is one
+colour. Both use one colour scale, so the same colour means the same spending.
 Tick *uniform importance map* to see the paper's ablation: the same model and mean rate, with the
 same number of channels everywhere.
 """
@@ -126,7 +128,7 @@ def make_handler(codecs: dict):
         comp = dataclasses.replace(comp, model=name)
         if "bpp" in kwargs:
             note = " ".join(filter(None, [note, compare.target_note(comp.cwic.bpp(), kwargs["bpp"])]))
-        folder = Path(tempfile.mkdtemp(prefix="cwic-demo-"))
+        folder = cache.request_folder("demo")
         view = folder / "view"
         view.mkdir()
         tiles = maps.zoom_tiles(comp, maps.zoom_box(comp.compressed.bits_per_block, rgb.shape[:2]))
@@ -139,9 +141,9 @@ def make_handler(codecs: dict):
             original = png(comp.original, "original.png")
             shown = [png(r.image, f"codec{i}.png") for i, r in enumerate(comp.others)]
             zoomed = [png(t, f"zoom{i}.png") for i, (t, _) in enumerate(tiles)]
-            drawn = [png(m, f"map{i}.png") for i, m in enumerate(maps.maps(comp))]
+            drawn = [None if m is None else png(m, f"map{i}.png") for i, m in enumerate(maps.maps(comp))]
         files, original = written.result(), original.result()
-        imp, kept, bits = (job.result() for job in drawn)
+        imp, kept, bits, jpeg_map = (None if job is None else job.result() for job in drawn)
         cwic_png = str(files[1])
         gallery = [(cwic_png, f"cwic · {comp.cwic.bpp():.3f} bpp")]
         for r, path in zip(comp.others, shown, strict=True):
@@ -154,6 +156,7 @@ def make_handler(codecs: dict):
             imp,
             kept,
             bits,
+            jpeg_map,  # None without JPEG (its panel is hidden then)
             gallery,
             compare.metrics_rows(comp),
             [str(p) for p in files],
@@ -174,13 +177,13 @@ def _editor_background(image):
 
 
 def zoom_at(comp, evt: gr.SelectData):
-    """A click on one of the three maps: the zoomed crops move to the clicked block."""
+    """A click on one of the maps: the zoomed crops move to the clicked block."""
     if comp is None:
         raise gr.Error("Compress an image first.")
     box = maps.zoom_box_at(evt.index, comp.original.shape[:2])
     if box is None:  # the colour bar or the title
         return gr.skip()
-    folder = Path(tempfile.mkdtemp(prefix="cwic-zoom-"))
+    folder = cache.request_folder("zoom")
     return [
         (compare.png_file(t, folder / f"zoom{i}.png"), name) for i, (t, name) in enumerate(maps.zoom_tiles(comp, box))
     ]
@@ -205,7 +208,8 @@ def build_demo(codecs: dict) -> gr.Blocks:
     """The whole demo for the loaded codecs, {name: Codec}, the default first (load them once, at startup)."""
     codec = next(iter(codecs.values()))
     n_levels = min(len(c.levels) for c in codecs.values())
-    with gr.Blocks(title="cwic: content-weighted image compression") as demo:
+    keep = cache.settings()  # (frequency, age): Gradio deletes the files every request leaves (demo/cache.py)
+    with gr.Blocks(title="cwic: content-weighted image compression", delete_cache=keep) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
@@ -239,7 +243,10 @@ def build_demo(codecs: dict) -> gr.Blocks:
                 )
                 bpp = gr.Slider(0.05, 1.5, value=0.3, step=0.01, label="target bpp (bits per pixel)")
                 classical = gr.CheckboxGroup(
-                    list(compare.CLASSICAL), value=list(compare.DEFAULT_CLASSICAL), label="Compare with"
+                    list(compare.CLASSICAL),
+                    value=list(compare.DEFAULT_CLASSICAL),
+                    label="Compare with",
+                    elem_id="classical",
                 )
                 uniform = gr.Checkbox(False, label="Also show a uniform importance map (no content weighting)")
                 button = gr.Button("Compress", variant="primary", elem_id="compress-button")
@@ -267,7 +274,8 @@ def build_demo(codecs: dict) -> gr.Blocks:
         with gr.Row():
             imp = gr.Image(label="importance map", format="png", elem_id="importance-map")
             kept = gr.Image(label="channels kept", format="png", elem_id="kept-map")
-            bits = gr.Image(label="bits per 8×8 block", format="png", elem_id="bits-map")
+            bits = gr.Image(label="cwic: bits per pixel, by 8×8 block", format="png", elem_id="bits-map")
+            jpeg_map = gr.Image(label="JPEG: bits per pixel, by MCU", format="png", elem_id="jpeg-bits-map")
         gr.Markdown("## Same file size, classical codecs")
         gr.Markdown(EXPLAIN_CLASSICAL)
         gallery = gr.Gallery(
@@ -281,7 +289,7 @@ def build_demo(codecs: dict) -> gr.Blocks:
         gr.Markdown(
             "### Zoom: the region where cwic spent the most bits\n"
             "The same crop of every decoded image, enlarged 3× with square pixels. "
-            "Click anywhere on one of the three maps above to zoom there instead."
+            "Click anywhere on one of the maps above to zoom there instead."
         )
         zoom = gr.Gallery(label="zoomed crops", format="png", columns=5, height=300, elem_id="zoom")
         table = gr.Dataframe(headers=compare.METRIC_HEADERS, label="measured on this image", elem_id="metrics")
@@ -296,17 +304,27 @@ def build_demo(codecs: dict) -> gr.Blocks:
             )
             rd_button = gr.Button("Plot RD curves for this image", elem_id="rd-button")
             rd = gr.Image(label="rate–distortion on this image", format="png", elem_id="rd-plot")
-        last = gr.State(None)
+        last = gr.State(None, time_to_live=keep[1])  # the result behind zoom clicks: as long as its files
 
         controls = [image, mode, level, bpp, classical, uniform, roi, model]
-        outputs = [slider, summary, note, imp, kept, bits, gallery, table, files, zoom, last]
+        outputs = [slider, summary, note, imp, kept, bits, jpeg_map, gallery, table, files, zoom, last]
         button.click(make_handler(codecs), controls, outputs, api_name="compress")
-        for panel in (imp, kept, bits):
+        for panel in (imp, kept, bits, jpeg_map):
             panel.select(zoom_at, last, zoom, api_name=False)
         rd_button.click(make_rd_handler(codecs), last, rd, api_name=False)  # needs the session's State
+        # JPEG's bits map only when JPEG is compared (the API's output stays a file path, or None).
+        classical.change(
+            lambda c: gr.update(visible="JPEG" in (c or [])), classical, jpeg_map, api_name=False, queue=False
+        )
         image.change(_editor_background, image, roi, api_name=False, queue=False)
         # Moving a rate control selects it, so the rate used is always the one last touched.
         level.input(lambda: "cwic level", None, mode, api_name=False, queue=False)
         bpp.input(lambda: "target bpp", None, mode, api_name=False, queue=False)
         model.change(lambda m: gr.update(info=_level_info(codecs[m])), model, level, api_name=False, queue=False)
+
+        def forget(request: gr.Request) -> None:
+            """A visitor left: free their result now (Gradio keeps a closed session's State for an hour)."""
+            demo.state_holder.delete_state(request.session_hash)
+
+        demo.unload(forget)
     return demo

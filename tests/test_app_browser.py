@@ -69,14 +69,14 @@ def test_compress_api_with_gradio_client(app_url, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    slider, summary, note, imp, kept, bits, gallery, table, files, zoom = client.predict(
+    slider, summary, note, imp, kept, bits, jpeg_map, gallery, table, files, zoom = client.predict(
         handle_file(str(EXAMPLE)), "target bpp", 1, 0.25, ["JPEG"], False, api_name="/compress"
     )
     assert "cwic file" in summary and "Downscaled" not in note
     assert [row[0] for row in table["data"]] == ["cwic", "JPEG"]
     cwic_file = Path(files[0])
     assert cwic_file.suffix == ".cwic" and cwic_file.stat().st_size == table["data"][0][1]
-    assert all(Path(p).suffix == ".png" for p in (imp, kept, bits, *slider))  # PNG, never lossy WebP
+    assert all(Path(p).suffix == ".png" for p in (imp, kept, bits, jpeg_map, *slider))  # PNG, never lossy WebP
     assert [item["caption"] for item in zoom] == ["original", "cwic", "JPEG"]
 
     # every shipped checkpoint is offered; the model parameter picks one by name
@@ -117,7 +117,7 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
         page.click("#compress-button")
         summary = page.locator("#summary")
         expect(summary).to_contain_text("cwic file", timeout=180_000)
-        for panel in ("#slider", "#importance-map", "#kept-map", "#bits-map"):
+        for panel in ("#slider", "#importance-map", "#kept-map", "#bits-map", "#jpeg-bits-map"):
             expect(page.locator(f"{panel} img").first).to_be_visible()
         expect(page.locator("#gallery img")).to_have_count(3)
         expect(page.locator("#zoom img")).to_have_count(4)  # original, cwic, JPEG, JPEG 2000
@@ -128,6 +128,9 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
         # A click on a map moves the zoomed crops there.
         zoom_src = page.locator("#zoom img").first.get_attribute("src")
         page.locator("#bits-map img").click(position={"x": 12, "y": 12})
+        expect(page.locator("#zoom img").first).not_to_have_attribute("src", zoom_src, timeout=60_000)
+        zoom_src = page.locator("#zoom img").first.get_attribute("src")
+        page.locator("#jpeg-bits-map img").click(position={"x": 120, "y": 80})  # JPEG's map too
         expect(page.locator("#zoom img").first).not_to_have_attribute("src", zoom_src, timeout=60_000)
 
         # Another rate: the numbers and the maps change.
@@ -160,4 +163,8 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
                 small.quantize(256, method=Image.Quantize.MEDIANCUT).save(
                     ROOT / os.environ["CWIC_SCREENSHOT"], optimize=True
                 )
+
+        # Without JPEG among the codecs, its bits map is hidden.
+        page.locator("#classical").get_by_text("JPEG", exact=True).click()
+        expect(page.locator("#jpeg-bits-map")).to_be_hidden()
         browser.close()

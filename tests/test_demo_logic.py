@@ -126,12 +126,15 @@ def test_compare_reports_real_files_at_matched_sizes(codec, small_rgb, tmp_path)
 
 
 def test_maps_are_drawn_over_the_image(codec, small_rgb):
-    comp = compare.compare(codec, small_rgb, level=1, classical=[])
+    comp = compare.compare(codec, small_rgb, level=1, classical=["JPEG"])
     c = comp.compressed
     assert np.asarray(c.bits_per_block).shape == (21, 24)
-    for img in maps.maps(comp):
+    drawn = maps.maps(comp)
+    for img in drawn:
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and img.shape[1] > 300
         assert img.std() > 10  # a picture, not a blank canvas
+    assert drawn[3].shape == drawn[2].shape  # JPEG's bits map beside cwic's, the same geometry (clicks zoom alike)
+    assert maps.maps(compare.compare(codec, small_rgb, level=1, classical=["WebP"]))[3] is None  # no JPEG, no map
 
 
 def test_target_note_only_when_the_search_misses():
@@ -152,7 +155,7 @@ def test_event_function_fills_every_panel(codec, tmp_path):
 
     run = make_handler({"cwic-slim": codec})
     path = str(_png(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:64, :96], tmp_path / "crop.png"))
-    slider, summary, note, imp, kept, bits, gallery, table, files, zoom, comp = run(
+    slider, summary, note, imp, kept, bits, jpeg_map, gallery, table, files, zoom, comp = run(
         path, "cwic level", 1, 0.3, ["JPEG"], False, progress=lambda *a, **k: None
     )
 
@@ -164,7 +167,7 @@ def test_event_function_fills_every_panel(codec, tmp_path):
     assert load(slider[0]).shape == load(slider[1]).shape == (64, 96, 3)
     assert np.array_equal(load(slider[1]), comp.cwic.image)  # lossless: the browser sees the decoded pixels
     assert "cwic file" in summary and "model cwic-slim" in summary and "MS-SSIM **n/a" in summary and note == ""
-    assert all(load(m).ndim == 3 for m in (imp, kept, bits))
+    assert all(load(m).ndim == 3 for m in (imp, kept, bits, jpeg_map))
     assert [caption.split(" ·")[0] for _, caption in gallery] == ["cwic", "JPEG"]
     assert [row[0] for row in table] == ["cwic", "JPEG"]
     assert Path(files[0]).suffix == ".cwic" and Path(files[0]).stat().st_size == table[0][1]
@@ -233,7 +236,8 @@ def test_the_model_choice_picks_the_checkpoint(codec, tmp_path):
     run = make_handler(codecs)
     path = str(_png(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:32, :32], tmp_path / "crop.png"))
     quiet = {"progress": lambda *a, **k: None}
-    assert run(path, "cwic level", 1, 0.3, [], False, **quiet)[-1].model == "first"  # the default
+    out = run(path, "cwic level", 1, 0.3, [], False, **quiet)
+    assert out[-1].model == "first" and out[6] is None  # the default; no JPEG, so no JPEG bits map
     comp = run(path, "cwic level", 1, 0.3, [], False, None, "second", **quiet)[-1]
     assert comp.model == "second" and "model second" in compare.summary_markdown(comp)
     with pytest.raises(gr.Error, match="unknown model 'third'"):
