@@ -12,7 +12,10 @@ from pathlib import Path
 
 from cwic import Codec
 from cwic.checkpoint import DEFAULT_CHECKPOINT
+from demo import cache
 from demo.ui import build_demo
+
+MAX_SESSIONS = 128  # visitors whose last result is kept for zoom clicks and RD curves (see launch)
 
 
 def load_codecs() -> dict[str, Codec]:
@@ -27,6 +30,10 @@ def load_codecs() -> dict[str, Codec]:
 
 
 def main() -> None:
+    try:
+        cache.settings()
+    except ValueError as e:  # a bad CWIC_CACHE_* stops the start with one line, not a traceback
+        raise SystemExit(f"error: {e}") from None
     demo = build_demo(load_codecs())  # once, at startup: every request shares them
     # One compression at a time: the codec already uses both CPU cores; others wait in the queue.
     demo.queue(default_concurrency_limit=1, max_size=64)
@@ -34,6 +41,9 @@ def main() -> None:
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         show_error=True,
+        # Gradio keeps every session (about 80 kB, plus its last result: 6.5 MB for a 768x512 image,
+        # up to 27 MB at 1024x1024 with every codec) until 10,000 are held; the oldest go first.
+        state_session_capacity=MAX_SESSIONS,
     )
 
 
