@@ -29,7 +29,14 @@ from cwic.checkpoint import load_train_state  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
 from cwic.models.config import PRESETS  # noqa: E402
 from cwic.models.network import CWICModel  # noqa: E402
-from cwic.training.data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, center_crops, list_images, split  # noqa: E402
+from cwic.training.data import (  # noqa: E402
+    DEFAULT_KODAK_DIR,
+    DEFAULT_TRAIN_DIR,
+    center_crops,
+    list_images,
+    load_downscaled,
+    split,
+)
 from cwic.training.train import QUICK_KODAK, evaluate_quick  # noqa: E402
 from cwic.training.train import main as train_main  # noqa: E402
 
@@ -43,7 +50,8 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=REPO / "runs")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "width_quality.json")
     args = ap.parse_args()
-    val = torch.from_numpy(center_crops(split(list_images(DEFAULT_TRAIN_DIR))[1][:16], 128))
+    val_files = split(list_images(DEFAULT_TRAIN_DIR))[1][:16]
+    val = torch.from_numpy(center_crops([load_downscaled(f, 128) for f in val_files], 128))
     kodak = [load_rgb(DEFAULT_KODAK_DIR / n) for n in QUICK_KODAK]
     rows = []
     for name in args.presets:

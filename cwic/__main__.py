@@ -23,6 +23,7 @@ COMMANDS = {
     ),
     "bench": ("cwic.evaluation.bench:main", "median encode/decode time per codec on a Kodak-size image"),
     "export": ("cwic.training.export:main", "ship a training run as a checkpoint with a measured model card"),
+    "pack-data": ("cwic.training.pack:main", "pack the training photos into one file, to carry a run elsewhere"),
 }
 
 

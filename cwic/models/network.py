@@ -209,7 +209,7 @@ class CWICModel(nn.Module):
         file size, stays put and the bits move into the region.
         """
         rate = torch.as_tensor(rate, dtype=feats.dtype, device=feats.device).reshape(-1)
-        p = self.importance(feats, rate)
+        p = self.importance(feats, rate).float()  # float32 even under autocast: the shift and the levels need it
         if uniform:
             p = p.mean(dim=(1, 2, 3), keepdim=True).expand_as(p)
         if roi is not None:
@@ -237,7 +237,7 @@ class CWICModel(nn.Module):
         if uniform is not None:
             u = uniform.view(-1, 1, 1, 1).to(p.dtype)
             p = torch.where(torch.isnan(u), p, torch.nan_to_num(u).expand_as(p))
-        bits = Binarize.apply(e)
+        bits = Binarize.apply(e.float())  # the 0.5 threshold in float32 (autocast may give bf16)
         mask = ImportanceMask.apply(p, self.config.n, self.config.levels)
         return {"x_hat": self.synthesize(bits, mask), "p": p, "mask": mask, "bits": bits}
 

@@ -11,6 +11,8 @@ DEFAULT_TRAIN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "dat
 DEFAULT_KODAK_DIR = DEFAULT_TRAIN_DIR.parent / "kodak"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 VALIDATION_EVERY = 30  # every 30th photo (sorted by name) is held out for validation
+VAL_PHOTOS = 16  # `cwic train` validates on the centre crops of the first 16 held-out photos
+QUICK_KODAK = ("kodim01.png", "kodim07.png", "kodim23.png")  # `cwic train`'s quick evaluation
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -43,11 +45,15 @@ def load_downscaled(path: Path, min_side: int) -> np.ndarray:
 class PatchSampler:
     """Random crops with horizontal flips from images held in memory, driven by one Generator."""
 
-    def __init__(self, files: list[Path], patch: int) -> None:
+    def __init__(self, images: list[np.ndarray], patch: int) -> None:
         self.patch = patch
-        self.images = [img for img in (load_downscaled(f, patch) for f in files) if min(img.shape[:2]) >= patch]
+        self.images = [img for img in images if min(img.shape[:2]) >= patch]
         if not self.images:
             raise ValueError(f"no training image is at least {patch}x{patch} after downscaling")
+
+    @classmethod
+    def from_files(cls, files: list[Path], patch: int) -> PatchSampler:
+        return cls([load_downscaled(f, patch) for f in files], patch)
 
     def batch(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """(size, 3, patch, patch) float32 in [0, 1]."""
@@ -61,11 +67,10 @@ class PatchSampler:
         return out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
 
 
-def center_crops(files: list[Path], size: int) -> np.ndarray:
+def center_crops(images: list[np.ndarray], size: int) -> np.ndarray:
     """Fixed validation crops: the centre size x size of each (downscaled) image."""
     crops = []
-    for f in files:
-        img = load_downscaled(f, size)
+    for img in images:
         if min(img.shape[:2]) < size:
             continue
         y, x = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2

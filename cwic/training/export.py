@@ -25,7 +25,9 @@ from ..images import load_rgb
 from ..models.config import ModelConfig
 from ..models.network import CWICModel, raw_bpp, reconstruct
 from .data import DEFAULT_KODAK_DIR, list_images
-from .train import WeightAverage, recipe
+from .ema import WeightAverage
+from .pack import read_pack
+from .train import recipe
 
 CHECK_RATES = (0.05, 0.3, 0.65)
 
@@ -35,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=Path, required=True, help="training run folder (OUT of cwic train)")
     p.add_argument("--which", choices=("best", "last"), default="last")
     p.add_argument("--to", type=Path, default=DEFAULT_CHECKPOINT)
-    p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR)
+    p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR, help="Kodak folder, or a pack's Kodak images")
     p.add_argument("--rates", type=float, nargs="+", default=list(CHECK_RATES), help="rates of the fp16 check")
     return p
 
@@ -54,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, card, _ = load_checkpoint(args.run / "best")
     model.eval()
-    images = [load_rgb(f) for f in list_images(args.kodak)]
+    if args.kodak.suffix == ".zip":  # a pack from `cwic pack-data` carries the quick-evaluation images
+        images = list(read_pack(args.kodak).kodak.values())
+    else:
+        images = [load_rgb(f) for f in list_images(args.kodak)]
     fp32 = measure_rates(model, images, args.rates)
     save_checkpoint(args.to, model, card, fp16=True)
     shipped, card, _ = load_checkpoint(args.to)

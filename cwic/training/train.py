@@ -13,6 +13,13 @@ mean, so every sample counts by its relative error (equal weight per dB) instead
 dominating; `--full-rate-frac` draws that share of samples at r = 1 (every channel kept).
 `--decay-steps` makes the learning rate fall along one cosine to `--lr-end`; `--ema` keeps an
 exponential moving average of the weights, which evaluation, `best/` and `export` use.
+
+One process, or one per device under `torchrun --nproc_per_node=N -m cwic train ...`
+(DistributedDataParallel; see cwic/training/distributed.py and docs/training.md "Training on
+GPUs"): `--batch` is the global batch, drawn in `--shards` independent streams (batches.py), so
+the data of a run does not depend on how many processes train it. On CUDA: bf16 autocast for the
+convolutions (the binarizer, the mask and the loss stay float32), cudnn autotuning, batches drawn
+ahead in a background thread. `--data` takes a photo folder or a pack from `cwic pack-data`.
 """
 
 from __future__ import annotations
@@ -23,33 +30,45 @@ import math
 import platform
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, load_train_state, save_checkpoint, save_train_state
 from ..evaluation.metrics import quality
 from ..images import load_rgb
 from ..models.config import PRESETS, ModelConfig
 from ..models.network import CWICModel, raw_bpp, reconstruct
-from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, PatchSampler, center_crops, list_images, split
+from . import distributed
+from .batches import BatchStream, Recipe, shard_rng
+from .data import (
+    DEFAULT_KODAK_DIR,
+    DEFAULT_TRAIN_DIR,
+    QUICK_KODAK,
+    VAL_PHOTOS,
+    PatchSampler,
+    center_crops,
+    list_images,
+    load_downscaled,
+    split,
+)
 from .distortion import DISTORTIONS, distortion
+from .ema import WeightAverage
 from .growth import grow_codes, widen
+from .pack import read_pack
 
 EVAL_RATES = (0.1, 0.3, 0.6)
-QUICK_KODAK = ("kodim01.png", "kodim07.png", "kodim23.png")
 RD_SLOPE = 12.0  # dB per bpp: turns (PSNR, bpp) pairs into one score for picking the best step
 
 
 def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = p or argparse.ArgumentParser(prog="cwic train", description=__doc__)
-    p.add_argument("--data", type=Path, default=DEFAULT_TRAIN_DIR, help="folder of training photos")
+    p.add_argument(
+        "--data", type=Path, default=DEFAULT_TRAIN_DIR, help="folder of training photos, or a .zip from cwic pack-data"
+    )
     p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR, help="Kodak folder for quick evaluation")
     p.add_argument("--out", type=Path, required=True, help="run folder (state, log, best checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.*")
@@ -75,7 +94,14 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--preset", choices=sorted(PRESETS), default="slim")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
     p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8, help="global batch (all processes together)")
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        help="independent data streams the global batch is drawn in (default: the number of processes; "
+        "a run keeps the number it started with)",
+    )
     p.add_argument("--patch", type=int, default=128, help="crop side, a multiple of 8")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (overrides a resumed one)")
     p.add_argument(
@@ -139,6 +165,13 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", choices=("none", "bf16"), default=None, help="autocast (default: bf16 on CUDA, else none)")
+    p.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, default=False, help="NHWC memory format for the convs"
+    )
+    p.add_argument(
+        "--prefetch", type=int, default=None, help="batches drawn ahead in a thread (default: 4 on CUDA, 0 on CPU)"
+    )
     return p
 
 
@@ -149,10 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    dev = torch.device(args.device)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    ranks = distributed.setup(args.device)
+    try:
+        return _train(args, ranks)
+    finally:
+        distributed.teardown(ranks)
 
+
+def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
+    dev, out = ranks.device, args.out
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
     resuming = args.resume and (out / "train_state.json").is_file()
     if (args.grow_n or args.widen) and (resuming or not args.init_from):
         raise SystemExit("--grow-n and --widen start a new run: use them with --init-from, not on a resumed one")
@@ -193,28 +233,58 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.decay_steps and not info.get("schedule"):
         info["schedule"] = {"start": info["step"], "steps": args.decay_steps}
-    rng = np.random.default_rng([args.seed, info["step"]] if args.init_from and not resuming else args.seed)
-    if info["np_rng"]:
-        rng.bit_generator.state = info["np_rng"]
-    info["sessions"] = info["sessions"] + [_session(args)]
+    shards = int(info.get("shards") or args.shards or ranks.world)
+    if shards % ranks.world or args.batch % shards:
+        raise SystemExit(
+            f"the global batch {args.batch} is {shards} shards (the run's --shards): "
+            f"the shards must divide it and {ranks.world} processes must divide the shards"
+        )
+    info["shards"], info["global_batch"] = shards, args.batch
+    mine = range(ranks.rank * shards // ranks.world, (ranks.rank + 1) * shards // ranks.world)
+    seed_step = info["step"] if args.init_from and not resuming else None
+    rngs = [shard_rng(args.seed, k, seed_step) for k in mine]
+    saved = info["np_rng"]
+    for k, rng in zip(mine, rngs, strict=True):
+        if saved:  # one state per shard; a run from before sharding saved shard 0's alone
+            rng.bit_generator.state = saved[k] if isinstance(saved, list) else saved
+    info["sessions"] = info["sessions"] + [_session(args, ranks)]
 
-    files_train, files_val = split(list_images(args.data))
-    sampler = PatchSampler(files_train, args.patch)
-    val = torch.from_numpy(center_crops(files_val[:16], args.patch))
-    kodak = [load_rgb(args.kodak / n) for n in QUICK_KODAK if (args.kodak / n).is_file()]
-    print(
-        f"cwic train: {'resumed' if resuming else info['preset']}, "
-        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
-        f"{len(sampler.images)} train / {len(files_val)} val photos, step {info['step']}, device {dev}, "
-        f"{torch.get_num_threads()} threads",
-        flush=True,
+    if args.data.suffix == ".zip":
+        pack = read_pack(args.data)
+        if pack.patch != args.patch:
+            raise SystemExit(f"{args.data} was packed for --patch {pack.patch}; pack it again for {args.patch}")
+        train_images, val_images, kodak = pack.train, pack.val, list(pack.kodak.values())
+    else:
+        files_train, files_val = split(list_images(args.data))
+        train_images = [load_downscaled(f, args.patch) for f in files_train]
+        val_images = [load_downscaled(f, args.patch) for f in files_val[:VAL_PHOTOS]]
+        kodak = [load_rgb(args.kodak / n) for n in QUICK_KODAK if (args.kodak / n).is_file()]
+    sampler = PatchSampler(train_images, args.patch)
+    val = torch.from_numpy(center_crops(val_images, args.patch))
+    recipe_ = Recipe(
+        args.rate_min, args.rate_max, args.rate_skew, args.full_rate_frac, args.uniform_steps, args.uniform_frac
     )
+    ahead = args.prefetch if args.prefetch is not None else (4 if dev.type == "cuda" else 0)
+    stream = BatchStream(rngs, sampler, args.batch // shards, info["step"] + 1, recipe_, ahead)
+    if ranks.main:
+        print(
+            f"cwic train: {'resumed' if resuming else info['preset']}, "
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
+            f"{len(sampler.images)} train / {len(val_images)} val photos, step {info['step']}, device {dev}, "
+            f"{ranks.world} process(es) x {torch.get_num_threads()} threads, global batch {args.batch} "
+            f"in {shards} shard(s)",
+            flush=True,
+        )
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
 
     stop = {"flag": False}
     previous = {sig: signal.signal(sig, lambda *_: stop.update(flag=True)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         ema = WeightAverage(model, args.ema, out if resuming else None) if args.ema else None
-        return _loop(_Run(args, model, opt, info, rng, sampler, val, kodak, dev, ema), stop)
+        return _loop(_Run(args, model, opt, info, stream, val, kodak, ranks, ema), stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -222,64 +292,18 @@ def main(argv: list[str] | None = None) -> int:
 
 @dataclass
 class _Run:
-    """What the loop works on, set up by `main`."""
+    """What the loop works on, set up by `_train`."""
 
     args: argparse.Namespace
     model: CWICModel
     opt: torch.optim.Optimizer
     info: dict
-    rng: np.random.Generator
-    sampler: PatchSampler
+    stream: BatchStream
     val: torch.Tensor
     kodak: list[np.ndarray]
-    dev: torch.device
+    ranks: distributed.Ranks
     ema: WeightAverage | None
-
-
-class WeightAverage:
-    """Exponential moving average of the weights, with the usual warm-up min(decay, (1+t)/(10+t)).
-
-    Saved beside the train state (`ema.safetensors`) so `--resume` restores it.
-    """
-
-    FILE = "ema.safetensors"
-
-    def __init__(self, model: torch.nn.Module, decay: float, resume_from: Path | None = None) -> None:
-        self.model, self.decay, self.updates = model, decay, 0
-        self.params = [p.detach().clone() for p in model.parameters()]
-        if resume_from is not None and (resume_from / self.FILE).is_file():
-            saved = load_file(str(resume_from / self.FILE))
-            self.params = [saved[str(i)].to(p.device) for i, p in enumerate(self.params)]
-            self.updates = int(saved["updates"])
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.params, [p.detach() for p in self.model.parameters()], 1 - d)
-
-    @torch.no_grad()
-    def copy_to_model(self) -> None:
-        for p, a in zip(self.model.parameters(), self.params, strict=True):
-            p.copy_(a)
-
-    @contextmanager
-    def swapped_in(self) -> Iterator[None]:
-        """The model computes with the averaged weights inside the block."""
-        live = [p.detach().clone() for p in self.model.parameters()]
-        self.copy_to_model()
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, v in zip(self.model.parameters(), live, strict=True):
-                    p.copy_(v)
-
-    def save(self, folder: Path) -> None:
-        tensors = {str(i): p.contiguous().cpu() for i, p in enumerate(self.params)}
-        tensors["updates"] = torch.tensor(self.updates)
-        save_file(tensors, str(folder / (self.FILE + ".tmp")))
-        (folder / (self.FILE + ".tmp")).replace(folder / self.FILE)
+    rng_states: list[dict] | None = None  # this rank's shards after the last batch trained on
 
 
 def scheduled_lr(args: argparse.Namespace, info: dict, step: int, first_step: int, fresh: bool) -> float:
@@ -293,109 +317,121 @@ def scheduled_lr(args: argparse.Namespace, info: dict, step: int, first_step: in
 
 
 def _loop(run: _Run, stop: dict) -> int:
-    """The training loop proper; saves the train state on exit, every --save-minutes and at SIGTERM."""
-    args, model, opt, info, rng, dev = run.args, run.model, run.opt, run.info, run.rng, run.dev
-    config, out = model.config, args.out
+    """The training loop proper; saves the train state on exit, every --save-minutes and at SIGTERM.
+
+    Under torchrun every rank runs it; rank 0 alone logs, evaluates and writes files, and decides
+    (for all ranks) when to save and when to stop.
+    """
+    args, model, opt, info, ranks = run.args, run.model, run.opt, run.info, run.ranks
+    dev, config, out = ranks.device, model.config, args.out
+    net = torch.nn.parallel.DistributedDataParallel(model) if ranks.world > 1 else model
+    amp = args.amp if args.amp is not None else ("bf16" if dev.type == "cuda" else "none")
     first_step = info["step"]  # warm-up counts from here when the optimizer starts afresh
     fresh_optimizer = not opt.state
-    log = (out / "log.jsonl").open("a")
+    log = (out / "log.jsonl").open("a") if ranks.main else None
 
     start = time.time()
     wall0 = info["wall_seconds"]
     cpu_start, cpu0 = time.process_time(), info.get("cpu_seconds", 0.0)
-    last_save = start
-    acc: dict[str, float] = {}
-    bar = tqdm(total=args.steps, initial=info["step"], dynamic_ncols=True, mininterval=2.0)
+    last_save, last_step_time, last_step = start, start, info["step"]
+    acc: dict[str, torch.Tensor] = {}
     model.train()
-    while not stop["flag"]:
-        if args.steps is not None and info["step"] >= args.steps:
+    while True:
+        out_of_budget = (args.steps is not None and info["step"] >= args.steps) or (
+            args.minutes is not None and time.time() - start >= args.minutes * 60
+        )
+        due = time.time() - last_save >= args.save_minutes * 60
+        finished, save_now = distributed.agree([stop["flag"] or out_of_budget, due], ranks)
+        if finished:
             break
-        if args.minutes is not None and time.time() - start >= args.minutes * 60:
-            break
+        if save_now:
+            _save(run, wall0 + time.time() - start, cpu0 + time.process_time() - cpu_start)
+            last_save = time.time()
         step = info["step"] + 1
         lr = scheduled_lr(args, info, step, first_step, fresh_optimizer)
         for g in opt.param_groups:
             g["lr"] = lr
-        x = torch.from_numpy(run.sampler.batch(rng, args.batch)).to(dev)
-        u = rng.uniform(0, 1, args.batch) ** args.rate_skew
-        r = args.rate_min + (args.rate_max - args.rate_min) * u
-        if args.full_rate_frac:
-            r = np.where(rng.random(args.batch) < args.full_rate_frac, 1.0, r)
-        rate = torch.from_numpy(r.astype(np.float32)).to(dev)
-        use_uniform = (
-            np.ones(args.batch, bool) if step <= args.uniform_steps else rng.random(args.batch) < args.uniform_frac
-        )
-        uniform = torch.from_numpy(np.where(use_uniform, rng.uniform(0, 1, args.batch), np.nan).astype(np.float32)).to(
-            dev
-        )
-        res = model(x, rate, uniform, detach_importance=args.detach_importance)
-        dist = distortion(args.distortion, res["x_hat"], x)
-        mse = dist.detach() if args.distortion == "mse" else ((res["x_hat"].detach() - x) ** 2).mean(dim=(1, 2, 3))
+        batch = run.stream.next()
+        x = torch.from_numpy(batch.x).to(dev, non_blocking=True)
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        rate = torch.from_numpy(batch.rate).to(dev)
+        uniform = torch.from_numpy(batch.uniform).to(dev)
+        learned = torch.isnan(uniform)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            res = net(x, rate, uniform, detach_importance=args.detach_importance)
+        x_hat = res["x_hat"].float()
+        dist = distortion(args.distortion, x_hat, x)
+        mse = dist.detach() if args.distortion == "mse" else ((x_hat.detach() - x) ** 2).mean(dim=(1, 2, 3))
         mean_p = res["p"].mean(dim=(1, 2, 3))
-        learned = torch.from_numpy(~use_uniform).to(dev)
         over, under = torch.clamp(mean_p - rate, min=0), torch.clamp(rate - mean_p, min=0)
-        if args.rate_weight == "per-db":
-            dist = dist * (dist.detach().mean() / dist.detach().clamp(min=1e-12))
+        if args.rate_weight == "per-db":  # normalised by the mean over the global batch, on every rank
+            batch_mean = distributed.all_sum(dist.detach().sum(), ranks) / args.batch
+            dist = dist * (batch_mean / dist.detach().clamp(min=1e-12))
         loss = (dist + (args.gamma * over + args.gamma_under * under) * learned).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # DDP all-reduces (averages) the gradients here
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if run.ema:
             run.ema.update()
-        info["step"] = step
-        bpp = float(res["mask"].detach().mean()) * config.n / 64
-        stats = {"loss": loss.item(), "psnr": float((-10 * torch.log10(mse)).mean()), "raw_bpp": bpp}
-        if (~use_uniform).any():
-            sel = torch.from_numpy(~use_uniform)
-            stats["p_minus_r"] = float((mean_p.detach().cpu() - rate.cpu())[sel].mean())
+        info["step"], run.rng_states = step, batch.rng_states
+        stats = {
+            "loss": loss.detach() * x.shape[0],
+            "psnr": (-10 * torch.log10(mse)).sum(),
+            "raw_bpp": res["mask"].detach().float().mean(dim=(1, 2, 3)).sum() * config.n / 64,
+            "p_minus_r": ((mean_p.detach() - rate) * learned).sum(),
+            "learned": learned.sum(),
+            "samples": torch.tensor(x.shape[0], device=dev),
+        }
         for k, v in stats.items():
-            acc[k] = acc.get(k, 0.0) + v
-        acc["n"] = acc.get("n", 0) + 1
-        bar.update(1)
-        if step % 20 == 0:
-            avg = {k: v / acc["n"] for k, v in acc.items() if k != "n"}
-            bar.set_postfix(
-                loss=f"{avg['loss']:.4f}",
-                psnr=f"{avg['psnr']:.2f}",
-                bpp=f"{avg['raw_bpp']:.3f}",
-                dp=f"{avg.get('p_minus_r', float('nan')):+.3f}",
-            )
-            info["wall_seconds"] = wall0 + time.time() - start
+            acc[k] = acc.get(k, 0) + v.float()
+        if step % 20 == 0:  # every rank reaches this step: the sums over the global batch
+            totals = distributed.all_sum(torch.stack(list(acc.values())), ranks).tolist()
+            sums = dict(zip(acc, totals, strict=True))
+            acc = {}
+            now = time.time()
+            info["wall_seconds"] = wall0 + now - start
             info["cpu_seconds"] = cpu0 + time.process_time() - cpu_start
-            _log(
-                log,
-                {
+            if ranks.main:
+                row = {
                     "step": step,
                     "lr": lr,
                     "wall_s": round(info["wall_seconds"], 1),
                     "cpu_s": round(info["cpu_seconds"], 1),
-                    **{k: round(v, 5) for k, v in avg.items()},
-                },
-            )
-            acc = {}
-        if step % args.eval_every == 0:
+                    "steps_per_s": round((step - last_step) / max(now - last_step_time, 1e-9), 3),
+                    **{k: round(sums[k] / sums["samples"], 5) for k in ("loss", "psnr", "raw_bpp")},
+                }
+                if sums["learned"]:
+                    row["p_minus_r"] = round(sums["p_minus_r"] / sums["learned"], 5)
+                _log(log, row)
+                print(json.dumps(row), flush=True)
+            last_step_time, last_step = now, step
+        if step % args.eval_every == 0 and ranks.main:
             info["wall_seconds"] = wall0 + time.time() - start
             with run.ema.swapped_in() if run.ema else nullcontext():
                 ev = evaluate_quick(model, run.val, run.kodak, dev)
                 _log(log, {"step": step, "wall_s": round(info["wall_seconds"], 1), "eval": ev})
-                tqdm.write(f"step {step}: val {ev['val']}  kodak {ev['kodak']}")
+                print(f"step {step}: val {ev['val']}  kodak {ev['kodak']}", flush=True)
                 if ev["score"] > info["best_score"]:
                     info["best_score"] = ev["score"]
                     save_checkpoint(out / "best", model, _card(args, config, info, ev))
             model.train()
-        if time.time() - last_save >= args.save_minutes * 60:
-            _save(run, wall0 + time.time() - start, cpu0 + time.process_time() - cpu_start)
-            last_save = time.time()
-    bar.close()
     _save(run, wall0 + time.time() - start, cpu0 + time.process_time() - cpu_start)
-    print(f"saved step {info['step']} ({info['wall_seconds'] / 60:.1f} min in total) to {out}", flush=True)
+    if ranks.main:
+        print(f"saved step {info['step']} ({info['wall_seconds'] / 60:.1f} min in total) to {out}", flush=True)
     return 0
 
 
 def _save(run: _Run, wall_seconds: float, cpu_seconds: float) -> None:
+    """Every rank's shard streams go into the one state that rank 0 writes (a collective call)."""
+    states = [s for part in distributed.gather(run.rng_states, run.ranks) if part for s in part]
+    if not run.ranks.main:
+        return
     run.info.update(wall_seconds=wall_seconds, cpu_seconds=cpu_seconds)
-    save_train_state(run.args.out, run.model, run.opt, dict(run.info, np_rng=run.rng.bit_generator.state))
+    if len(states) == run.info["shards"]:
+        run.info["np_rng"] = states
+    save_train_state(run.args.out, run.model, run.opt, run.info)
     if run.ema:
         run.ema.save(run.args.out)
 
@@ -457,13 +493,15 @@ def recipe(config: ModelConfig, sessions: list[dict]) -> str:
     return text + ("; p shifted so that mean(p) = r (mean_shift): the hinges are zero" if config.mean_shift else "")
 
 
-def _session(args: argparse.Namespace) -> dict:
+def _session(args: argparse.Namespace, ranks: distributed.Ranks) -> dict:
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
         "cpu_count": torch.get_num_threads(),
-        "device": args.device,
-        "cuda": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+        "device": str(ranks.device),
+        "processes": ranks.world,
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(ranks.device) if ranks.device.type == "cuda" else None,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
 
