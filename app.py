@@ -8,12 +8,17 @@ Serves on 127.0.0.1:7860 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say othe
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from cwic import Codec
-from cwic.checkpoint import DEFAULT_CHECKPOINT
-from demo import cache
-from demo.ui import build_demo
+# oneDNN keeps the convolutions it compiles for every input size (1024 of them by default): uploads of
+# ever new sizes grew the server by megabytes a request. 64 holds what one request uses (23 conv layers).
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")  # before torch is imported
+
+from pathlib import Path  # noqa: E402
+
+from cwic import Codec  # noqa: E402
+from cwic.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from demo import cache  # noqa: E402
+from demo.ui import build_demo  # noqa: E402
 
 MAX_SESSIONS = 128  # visitors whose last result is kept for zoom clicks and RD curves (see launch)
 
@@ -35,6 +40,7 @@ def main() -> None:
     except ValueError as e:  # a bad CWIC_CACHE_* stops the start with one line, not a traceback
         raise SystemExit(f"error: {e}") from None
     demo = build_demo(load_codecs())  # once, at startup: every request shares them
+    cache.keep_clean(demo)  # old files and folders deleted every CWIC_CACHE_FREQUENCY seconds
     # One compression at a time: the codec already uses both CPU cores; others wait in the queue.
     demo.queue(default_concurrency_limit=1, max_size=64)
     demo.launch(

@@ -208,7 +208,7 @@ def build_demo(codecs: dict) -> gr.Blocks:
     """The whole demo for the loaded codecs, {name: Codec}, the default first (load them once, at startup)."""
     codec = next(iter(codecs.values()))
     n_levels = min(len(c.levels) for c in codecs.values())
-    keep = cache.settings()  # (frequency, age): Gradio deletes the files every request leaves (demo/cache.py)
+    keep = cache.settings()  # (frequency, age) of the cleanup (demo/cache.py); Gradio's own runs at shutdown
     with gr.Blocks(title="cwic: content-weighted image compression", delete_cache=keep) as demo:
         gr.Markdown(INTRO)
         with gr.Row():

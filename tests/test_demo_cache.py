@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
 gr = pytest.importorskip("gradio")
-from gradio import processing_utils, route_utils  # noqa: E402 (after the importorskip)
+from gradio import processing_utils  # noqa: E402 (after the importorskip)
 from gradio.state_holder import StateHolder  # noqa: E402
 
 from demo import cache  # noqa: E402
@@ -42,21 +44,50 @@ def test_sweep_removes_only_old_emptied_or_abandoned_folders(tmp_path):
     assert (in_use / "zoom0.png").is_file() and not (in_use / "view").exists()
 
 
-def test_gradio_serves_request_files_without_a_copy_and_deletes_them(tmp_path, monkeypatch):
+def test_gradio_serves_request_files_without_a_copy_and_they_are_deleted(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    monkeypatch.setenv("CWIC_CACHE_AGE", "60")
     folder = cache.request_folder("demo")
     assert folder.parent == tmp_path and folder.name.startswith("cwic-demo-")
-    path = folder / "image.cwic"
+    path, example = folder / "image.cwic", tmp_path / "example.png"
     path.write_bytes(b"cwic")
+    example.write_bytes(b"png")
     with gr.Blocks() as demo:
         files = gr.File()
     served = processing_utils.move_files_to_cache({"path": str(path), "meta": {"_type": "gradio.FileData"}}, files)
-    assert served["path"] == str(path) and str(path) in files.temp_files  # no copy; Gradio will delete it
-    route_utils.delete_files_created_by_app(demo, age=0)  # what delete_cache runs on its schedule
-    assert not path.exists() and folder.is_dir()
-    cache.sweep(tmp_path, 30, 60, now=int(folder.name.split("-")[2]) + 61)  # and the next request
+    assert served["path"] == str(path) and str(path) in files.temp_files  # no copy, and Gradio knows it
+    files.temp_files.add(str(example))
+    files.keep_in_cache.add(str(example))  # as Gradio marks the examples
+    cache.delete_old_files(demo, age=60)
+    assert path.exists()  # younger than the age
+    cache.delete_old_files(demo, age=60, now=time.time() + 61)
+    assert not path.exists() and str(path) not in files.temp_files and example.exists()
+    cache.sweep(tmp_path, 30, 60, now=int(folder.name.split("-")[2]) + 61)
     assert not folder.exists()
+
+
+def test_deleting_while_requests_add_files(tmp_path):
+    """Gradio's own pass stops at the first file added meanwhile; this one goes on."""
+    with gr.Blocks() as demo:
+        files = gr.File()
+    for i in range(2000):
+        (tmp_path / f"old{i}").touch()
+        files.temp_files.add(str(tmp_path / f"old{i}"))
+    stop = threading.Event()
+
+    def request():
+        i = 0
+        while not stop.is_set():
+            files.temp_files.add(str(tmp_path / f"new{i}"))  # never written: a file deleted meanwhile
+            i += 1
+
+    adder = threading.Thread(target=request)
+    adder.start()
+    try:
+        cache.delete_old_files(demo, age=60, now=time.time() + 61)
+    finally:
+        stop.set()
+        adder.join()
+    assert not any(tmp_path.glob("old*")) and not any(p.startswith(str(tmp_path / "old")) for p in files.temp_files)
 
 
 def test_a_leaving_visitor_frees_their_result(monkeypatch):
