@@ -1,7 +1,8 @@
 """Rate–distortion of training runs' current weights on Kodak, before entropy coding, to compare runs.
 
 Usage: python benchmarks/runs_rd.py runs/main runs/n128 [--rates 0.04 0.1 ...] [--out docs/code_width.json]
-Each run folder's last train state (`cwic train --out`) reconstructs all 24 Kodak images through the
+Each run folder's last train state (`cwic train --out`; its moving average when trained with --ema),
+or a shipped checkpoint folder, reconstructs all 24 Kodak images through the
 reference path (`model.reconstruct`) at every rate r; the rate axis is the raw bpp (kept code bits
 plus 4 bits per importance-map entry), so runs with different code widths n compare on the same
 axis without training their entropy models first (and runs with different layer widths before
@@ -9,8 +10,8 @@ either is shipped). BD-rates are against the first run. Raw bpp is
 an upper bound of the coded size: the context model saves more on some codes than on others, so a
 close result here still needs the real codec (`cwic evaluate`) to settle it.
 
-A one-off study; its committed outputs are docs/code_width.json (n = 128 against n = 64) and
-docs/layer_width.json (medium against slim).
+Its committed outputs are docs/code_width.json (n = 128 against n = 64), docs/layer_width.json
+(medium against slim) and docs/recipe_arms.json (the training-recipe arms of session 13).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
-from cwic.checkpoint import load_train_state  # noqa: E402
+from cwic.checkpoint import CARD, load_checkpoint, load_train_state  # noqa: E402
 from cwic.evaluation.bdrate import bd_rate_curves  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
 from cwic.models.config import ModelConfig  # noqa: E402
 from cwic.models.network import CWICModel  # noqa: E402
 from cwic.training.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
+from cwic.training.ema import WeightAverage  # noqa: E402
 from cwic.training.export import measure_rates  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,9 +42,15 @@ METRICS = {"psnr": "psnr-rgb", "ssim": "ssim-rgb", "ms_ssim": "ms-ssim-rgb"}
 
 def run_curve(folder: Path, images: list[np.ndarray], rates: list[float]) -> dict:
     """Mean raw bpp and quality over `images` at each rate, with the run's training record."""
-    info = json.loads((folder / "train_state.json").read_text())
-    model = CWICModel(ModelConfig.from_dict(info["config"]))
-    load_train_state(folder, model, torch.optim.Adam(model.parameters()))
+    if (folder / CARD).is_file():  # a shipped checkpoint: its card holds the record
+        model, card, _ = load_checkpoint(folder)
+        info = {**card["training"], "step": card["training"]["steps"], "preset": card.get("preset")}
+    else:
+        info = json.loads((folder / "train_state.json").read_text())
+        model = CWICModel(ModelConfig.from_dict(info["config"]))
+        load_train_state(folder, model, torch.optim.Adam(model.parameters()))
+        if (folder / WeightAverage.FILE).is_file():
+            WeightAverage(model, 1.0, folder).copy_to_model()
     model.eval()
     rows = measure_rates(model, images, rates)
     columns = {"raw_bpp": "bpp", **METRICS}
@@ -54,6 +62,7 @@ def run_curve(folder: Path, images: list[np.ndarray], rates: list[float]) -> dic
         "n": model.config.n,
         "step": info["step"],
         "wall_s": round(info["wall_seconds"], 1),
+        "cpu_s_this_run": info.get("cpu_seconds"),
         "last_session_args": sessions[-1]["args"] if sessions else None,
         "rates": rates,
         "results": curve,

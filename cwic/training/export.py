@@ -27,7 +27,7 @@ from ..models.network import CWICModel, raw_bpp, reconstruct
 from .data import DEFAULT_KODAK_DIR, list_images
 from .ema import WeightAverage
 from .pack import read_pack
-from .train import recipe
+from .train import model_card
 
 CHECK_RATES = (0.05, 0.3, 0.65)
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         if (args.run / WeightAverage.FILE).is_file():  # a run with --ema ships its averaged weights
             WeightAverage(model, 1.0, args.run).copy_to_model()
-        card = _card_from_info(info, model.config)
+        card = model_card(info, model.config) | {"exported_on": platform.node()}
     else:
         model, card, _ = load_checkpoint(args.run / "best")
     model.eval()
@@ -91,18 +91,3 @@ def measure_rates(model: CWICModel, images: list[np.ndarray], rates: list[float]
         digits = {"raw_bpp": 4, "psnr": 3, "ssim": 4, "ms_ssim": 4}
         rows.append({"rate": r, **{k: round(v, digits[k]) for k, v in zip(digits, m, strict=True)}})
     return rows
-
-
-def _card_from_info(info: dict, config: ModelConfig) -> dict:
-    return {
-        "format": "cwic-checkpoint/1",
-        "preset": info.get("preset"),
-        "training": {
-            "steps": info["step"],
-            "wall_seconds": round(info["wall_seconds"], 1),
-            "init_from": info.get("init_from"),
-            "sessions": info["sessions"],
-            "recipe": recipe(config, info.get("sessions", [])),
-        },
-        "exported_on": platform.node(),
-    }

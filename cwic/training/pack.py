@@ -47,17 +47,24 @@ def write_pack(data: Path, kodak: Path, patch: int, out: Path, quality: int | No
     manifest = {"format": FORMAT, "patch": patch, "source": str(data), "ext": ext, "quality": quality}
     manifest |= {"train": [], "val": [], "kodak": []}
     encode = _webp if quality is None else (lambda rgb: _jpeg(rgb, quality))
+    mse = []  # of the lossy training images against the exact arrays
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".part")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         for group, files in (("train", files_train), ("val", files_val[:VAL_PHOTOS])):
             for i, f in enumerate(files):
-                z.writestr(f"{group}/{i:05d}.{ext}", encode(load_downscaled(f, patch)))
+                rgb = load_downscaled(f, patch)
+                blob = encode(rgb)
+                z.writestr(f"{group}/{i:05d}.{ext}", blob)
+                if group == "train" and quality is not None:
+                    mse.append(np.mean((_decode(blob).astype(np.float64) - rgb) ** 2))
                 manifest[group].append(f.name)
         for name in QUICK_KODAK:
             if (kodak / name).is_file():
                 z.writestr(f"kodak/{name}", _webp(load_rgb(kodak / name)))  # evaluation images stay exact
                 manifest["kodak"].append(name)
+        if mse:
+            manifest["train_psnr_db"] = round(float(np.mean(10 * np.log10(255**2 / np.maximum(mse, 1e-10)))), 2)
         z.writestr("manifest.json", json.dumps(manifest, indent=1))
     tmp.replace(out)
     return manifest
@@ -114,5 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{args.out}: {len(manifest['train'])} train, {len(manifest['val'])} val, {len(manifest['kodak'])} Kodak "
         f"images, {size / 2**20:.1f} MiB"
+        + (f", training images at {manifest['train_psnr_db']} dB PSNR against the exact ones" if args.quality else "")
     )
     return 0

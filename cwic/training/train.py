@@ -415,7 +415,7 @@ def _loop(run: _Run, stop: dict) -> int:
                 print(f"step {step}: val {ev['val']}  kodak {ev['kodak']}", flush=True)
                 if ev["score"] > info["best_score"]:
                     info["best_score"] = ev["score"]
-                    save_checkpoint(out / "best", model, _card(args, config, info, ev))
+                    save_checkpoint(out / "best", model, model_card(info, config) | {"quick_eval": ev})
             model.train()
     _save(run, wall0 + time.time() - start, cpu0 + time.process_time() - cpu_start)
     if ranks.main:
@@ -465,19 +465,20 @@ def evaluate_quick(model: CWICModel, val: torch.Tensor, kodak: list[np.ndarray],
     return out
 
 
-def _card(args: argparse.Namespace, config: ModelConfig, info: dict, ev: dict) -> dict:
+def model_card(info: dict, config: ModelConfig) -> dict:
+    """The model card of a run's weights: the training record (every session's arguments) and the loss."""
     return {
         "format": "cwic-checkpoint/1",
         "preset": info.get("preset"),
         "training": {
             "steps": info["step"],
             "wall_seconds": round(info["wall_seconds"], 1),
+            "global_batch": info.get("global_batch"),
+            "shards": info.get("shards"),
             "sessions": info["sessions"],
-            "data": str(args.data.name),
             "init_from": info.get("init_from"),
             "recipe": recipe(config, info["sessions"]),
         },
-        "quick_eval": ev,
     }
 
 
