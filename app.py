@@ -48,7 +48,8 @@ def main() -> None:
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         show_error=True,
         # Gradio keeps every session (about 80 kB, plus its last result: 6.5 MB for a 768x512 image,
-        # up to 27 MB at 1024x1024 with every codec) until 10,000 are held; the oldest go first.
+        # up to 27 MB at 1024x1024 with every codec; benchmarks/demo_state_size.py) until 10,000 are
+        # held; the oldest go first.
         state_session_capacity=MAX_SESSIONS,
     )
 
