@@ -45,7 +45,9 @@ class Compressed:
     code_bits: float  # information content of the kept bits, as coded
     payload_bits: int  # 8 x (map section + bits section)
     _render: Callable[[], np.ndarray] = field(repr=False)
+    _by_level: Callable[[], dict[int, np.ndarray]] | None = field(default=None, repr=False)
     _reconstruction: np.ndarray | None = field(default=None, repr=False)
+    _kept_by_level: dict[int, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def reconstruction(self) -> np.ndarray:
@@ -53,6 +55,14 @@ class Compressed:
         if self._reconstruction is None:
             self._reconstruction = self._render()
         return self._reconstruction
+
+    @property
+    def kept_channels_by_level(self) -> dict[int, np.ndarray]:
+        """`Codec.kept_channels_by_level` of this image (same uniform / roi), from the encoder pass that made
+        this file: computed on first access, after which the encoder features it needed are let go."""
+        if self._kept_by_level is None:
+            self._kept_by_level, self._by_level = self._by_level(), None
+        return self._kept_by_level
 
     @property
     def bpp(self) -> float:
@@ -128,15 +138,8 @@ class Codec:
         if level is not None and bpp is not None:
             raise ValueError("give level or bpp, not both")
         h_img, w_img = rgb.shape[:2]
-        if roi is not None:
-            roi = np.asarray(roi, dtype=np.float32)
-            if roi.shape != (h_img, w_img) or not np.isfinite(roi).all():
-                raise ImageError(f"roi must be a finite {h_img}x{w_img} array, got shape {roi.shape}")
-        x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
-        xp, _ = pad_to_multiple(x)
-        e, feats = self.model.analyze(xp)
+        e, feats, roi_blocks = self._analyze(rgb, roi)
         bits = (e[0] > 0.5).float()
-        roi_blocks = _block_mean(roi, xp.shape[-2:]) if roi is not None else None
 
         def importance(rate: float) -> torch.Tensor:
             return self.model.importance_map(feats, rate, roi_blocks, uniform)[0, 0]
@@ -157,6 +160,7 @@ class Codec:
         payload = 8 * (len(map_s) + len(bits_s))
         info = map_info + bits_info
         kept = bits * mask_from_levels(q[None, None], self.n, self.L)[0]
+        kept_channels = ((q + 1) * (self.n // self.L)).numpy()
         return Compressed(
             data=data,
             width=w_img,
@@ -166,13 +170,50 @@ class Codec:
             uniform=uniform,
             importance=p.numpy().astype(np.float32),
             importance_levels=q.numpy(),
-            kept_channels=((q + 1) * (self.n // self.L)).numpy(),
+            kept_channels=kept_channels,
             bits_per_block=info * (payload / info.sum()),
             map_bits=float(map_info.sum()),
             code_bits=float(bits_info.sum()),
             payload_bits=payload,
             _render=lambda: self._render(q, kept, h_img, w_img),
+            _by_level=lambda: self._kept_by_level(feats, roi_blocks, uniform, {lvl: kept_channels}),
         )
+
+    def kept_channels_by_level(
+        self, rgb: np.ndarray, uniform: bool = False, roi: np.ndarray | None = None
+    ) -> dict[int, np.ndarray]:
+        """{level: (h, w) int channels kept per 8x8 block}, equal to `compress(rgb, level=k, ...).kept_channels`
+        for every level, from one encoder pass: only the importance net sees the rate, so how the map grows
+        with the rate costs one small network per level, not one compression per level. (A `Compressed` has
+        this for its own image without even that pass.)"""
+        _, feats, roi_blocks = self._analyze(check_rgb(rgb), roi)
+        return self._kept_by_level(feats, roi_blocks, uniform)
+
+    @torch.no_grad()
+    def _kept_by_level(self, feats, roi_blocks, uniform: bool, known: dict | None = None) -> dict[int, np.ndarray]:
+        """The importance net at every level's rate; `known` holds levels already computed (a file's own)."""
+        kept = {}
+        for lv in self.levels:
+            k = lv["level"]
+            if known and k in known:
+                kept[k] = known[k]
+            else:
+                p = self.model.importance_map(feats, _f32(lv["rate"]), roi_blocks, uniform)[0, 0]
+                kept[k] = ((quantize_importance(p, self.L) + 1) * (self.n // self.L)).numpy()
+        return kept
+
+    @torch.no_grad()
+    def _analyze(self, rgb: np.ndarray, roi: np.ndarray | None):
+        """The rate-independent part of encoding: (code activations e, encoder features, ROI per block or None)."""
+        h_img, w_img = rgb.shape[:2]
+        if roi is not None:
+            roi = np.asarray(roi, dtype=np.float32)
+            if roi.shape != (h_img, w_img) or not np.isfinite(roi).all():
+                raise ImageError(f"roi must be a finite {h_img}x{w_img} array, got shape {roi.shape}")
+        x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
+        xp, _ = pad_to_multiple(x)
+        e, feats = self.model.analyze(xp)
+        return e, feats, _block_mean(roi, xp.shape[-2:]) if roi is not None else None
 
     def _code(self, p: torch.Tensor, bits: torch.Tensor, rate: float):
         q = quantize_importance(p, self.L)

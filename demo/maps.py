@@ -1,10 +1,11 @@
 """Where the bits go, drawn: per-8x8-block maps over the image with a colour bar (cwic's, and JPEG's
-bits per MCU read from its file), and the zoomed crops."""
+bits per MCU read from its file), the channels kept at every level side by side, and the zoomed crops."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -14,7 +15,12 @@ from PIL import Image, ImageDraw, ImageFont
 from cwic.evaluation import jpeg_bits
 from demo.compare import Comparison
 
+if TYPE_CHECKING:
+    from cwic.codec import Codec
+
 PANEL_MIN_WIDTH = 384  # small images are enlarged (whole pixels) so their map panels stay readable
+STRIP_PANEL = 192  # about how many px the long side of each panel of the level strip gets
+STRIP_TOP = 30  # white above the strip: Gradio's label and buttons sit over an image's top edge
 FONT = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")  # has × and ·
 
 
@@ -123,6 +129,51 @@ def maps(comp: Comparison) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
         vmax=vmax,
     )
     return imp, lev, b, j
+
+
+def level_strip(comp: Comparison, codec: Codec) -> np.ndarray:
+    """The channels kept per 8x8 block at every level of `codec`, one small panel each, side by side on one
+    discrete colour scale (one colour per importance level), each captioned with its level, rate and mean;
+    the level the file was made at is framed. From `kept_channels_by_level` of the compression shown, so
+    every panel is exactly what that level's file keeps."""
+    rgb, c = comp.original, comp.compressed
+    by_level = c.kept_channels_by_level
+    rates = {lv["level"]: lv["rate"] for lv in codec.levels}
+    n, groups = codec.n, codec.L
+    hb, wb = next(iter(by_level.values())).shape
+    s = max(1, round(STRIP_PANEL / max(hb, wb)))  # whole pixels per block, about STRIP_PANEL px on the long side
+    ph, pw = hb * s, wb * s
+    grey = np.asarray(Image.fromarray(rgb).convert("L").resize((pw, ph), Image.Resampling.BOX), np.float64)[..., None]
+    lut = colormaps["viridis"].resampled(groups)(np.arange(groups))[:, :3]
+    font = ImageFont.truetype(FONT, 12)
+    captions = [
+        (f"level {k} · r = {rates[k]:.2f}", f"mean {kept.mean():.1f} of {n} kept") for k, kept in by_level.items()
+    ]
+    slot = max(pw, *(round(font.getlength(line)) + 8 for pair in captions for line in pair))
+    gap, bar_h = 10, max(ph, 128)
+    bar_x = len(by_level) * (slot + gap)
+    canvas = Image.new("RGB", (bar_x + 14 + 32 + 18, bar_h + 36), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, ((k, kept), (top, bottom)) in enumerate(zip(by_level.items(), captions, strict=True)):
+        blocks = np.repeat(np.repeat(lut[kept // (n // groups) - 1], s, axis=0), s, axis=1)
+        x = i * (slot + gap)
+        canvas.paste(Image.fromarray(np.round((0.3 * grey / 255 + 0.7 * blocks) * 255).astype(np.uint8)), (x, 0))
+        if k == c.level:
+            draw.rectangle((x, 0, x + pw - 1, ph - 1), outline="red", width=2)
+        draw.text((x, ph + 4), top, fill="black", font=font)
+        draw.text((x, ph + 19), bottom, fill="black", font=font)
+    cell = bar_h / groups
+    for q in range(groups):  # the colour bar: the top cell is every channel kept
+        y = bar_h - (q + 1) * cell
+        draw.rectangle((bar_x, round(y), bar_x + 13, round(y + cell)), fill=tuple(round(255 * v) for v in lut[q]))
+    draw.rectangle((bar_x, 0, bar_x + 13, bar_h - 1), outline="black")
+    for q in sorted({0, groups // 4 - 1, groups // 2 - 1, 3 * groups // 4 - 1, groups - 1} - {-1}):
+        y = min(max(round(bar_h - (q + 0.5) * cell), 7), bar_h - 7)
+        draw.text((bar_x + 18, y), str((q + 1) * (n // groups)), fill="black", font=font, anchor="lm")
+    side = Image.new("L", (bar_h, 18), 255)
+    ImageDraw.Draw(side).text((bar_h // 2, 9), "channels kept", fill=0, font=font, anchor="mm")
+    canvas.paste(side.rotate(90, expand=True), (bar_x + 14 + 32, 0))
+    return np.pad(np.asarray(canvas), ((STRIP_TOP, 0), (0, 0), (0, 0)), constant_values=255)
 
 
 def zoom_box(bits_per_block: np.ndarray, shape: tuple[int, int], size: int = 128) -> tuple[int, int, int]:

@@ -42,6 +42,17 @@ Tick *uniform importance map* to see the paper's ablation: the same model and me
 same number of channels everywhere.
 """
 
+EXPLAIN_LEVELS = """\
+**The map across rates**: the channels kept per 8×8 block at every level of this image (the
+level of the file above, if it was made at one, is framed in red). Channels kept rather than p:
+they are exactly what each level's file sends (a block at p = 0.01 and one at p = 0.06 both keep
+4), and with one colour per importance level the same colour means the same channels in every
+panel. Only the importance network sees the rate, so the strip reuses the encoder pass of the
+file above. Watch where the first channels go at level 1 (the strongest edges), what mid-scale
+structure joins by levels 3 and 4, and what fine texture fills in by level 5; at the top level
+nearly every block keeps every channel.
+"""
+
 EXPLAIN_CLASSICAL = """\
 Each classical codec is searched for the setting whose real file matches the cwic file size
 (within 2 %; otherwise the largest file below it). Same bytes, different pictures: look at edges,
@@ -132,6 +143,7 @@ def make_handler(codecs: dict):
         view = folder / "view"
         view.mkdir()
         tiles = maps.zoom_tiles(comp, maps.zoom_box(comp.compressed.bits_per_block, rgb.shape[:2]))
+        strip = maps.level_strip(comp, codec)  # torch (both cores) before the PNG writes share them
         with ThreadPoolExecutor(compare.WORKERS) as pool:  # PNG writes run while matplotlib draws the maps
 
             def png(image, name: str):
@@ -142,6 +154,7 @@ def make_handler(codecs: dict):
             shown = [png(r.image, f"codec{i}.png") for i, r in enumerate(comp.others)]
             zoomed = [png(t, f"zoom{i}.png") for i, (t, _) in enumerate(tiles)]
             drawn = [None if m is None else png(m, f"map{i}.png") for i, m in enumerate(maps.maps(comp))]
+            strip = png(strip, "levels.png")
         files, original = written.result(), original.result()
         imp, kept, bits, jpeg_map = (None if job is None else job.result() for job in drawn)
         cwic_png = str(files[1])
@@ -157,6 +170,7 @@ def make_handler(codecs: dict):
             kept,
             bits,
             jpeg_map,  # None without JPEG (its panel is hidden then)
+            strip.result(),
             gallery,
             compare.metrics_rows(comp),
             [str(p) for p in files],
@@ -276,6 +290,8 @@ def build_demo(codecs: dict) -> gr.Blocks:
             kept = gr.Image(label="channels kept", format="png", elem_id="kept-map")
             bits = gr.Image(label="cwic: bits per pixel, by 8×8 block", format="png", elem_id="bits-map")
             jpeg_map = gr.Image(label="JPEG: bits per pixel, by MCU", format="png", elem_id="jpeg-bits-map")
+        gr.Markdown(EXPLAIN_LEVELS)
+        strip = gr.Image(label="channels kept at every level", format="png", elem_id="level-strip")
         gr.Markdown("## Same file size, classical codecs")
         gr.Markdown(EXPLAIN_CLASSICAL)
         gallery = gr.Gallery(
@@ -307,7 +323,7 @@ def build_demo(codecs: dict) -> gr.Blocks:
         last = gr.State(None, time_to_live=keep[1])  # the result behind zoom clicks: as long as its files
 
         controls = [image, mode, level, bpp, classical, uniform, roi, model]
-        outputs = [slider, summary, note, imp, kept, bits, jpeg_map, gallery, table, files, zoom, last]
+        outputs = [slider, summary, note, imp, kept, bits, jpeg_map, strip, gallery, table, files, zoom, last]
         button.click(make_handler(codecs), controls, outputs, api_name="compress")
         for panel in (imp, kept, bits, jpeg_map):
             panel.select(zoom_at, last, zoom, api_name=False)

@@ -69,14 +69,14 @@ def test_compress_api_with_gradio_client(app_url, tmp_path):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    slider, summary, note, imp, kept, bits, jpeg_map, gallery, table, files, zoom = client.predict(
+    slider, summary, note, imp, kept, bits, jpeg_map, strip, gallery, table, files, zoom = client.predict(
         handle_file(str(EXAMPLE)), "target bpp", 1, 0.25, ["JPEG"], False, api_name="/compress"
     )
     assert "cwic file" in summary and "Downscaled" not in note
     assert [row[0] for row in table["data"]] == ["cwic", "JPEG"]
     cwic_file = Path(files[0])
     assert cwic_file.suffix == ".cwic" and cwic_file.stat().st_size == table["data"][0][1]
-    assert all(Path(p).suffix == ".png" for p in (imp, kept, bits, jpeg_map, *slider))  # PNG, never lossy WebP
+    assert all(Path(p).suffix == ".png" for p in (imp, kept, bits, jpeg_map, strip, *slider))  # never lossy WebP
     assert [item["caption"] for item in zoom] == ["original", "cwic", "JPEG"]
 
     # every shipped checkpoint is offered; the model parameter picks one by name
@@ -117,13 +117,14 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
         page.click("#compress-button")
         summary = page.locator("#summary")
         expect(summary).to_contain_text("cwic file", timeout=180_000)
-        for panel in ("#slider", "#importance-map", "#kept-map", "#bits-map", "#jpeg-bits-map"):
+        for panel in ("#slider", "#importance-map", "#kept-map", "#bits-map", "#jpeg-bits-map", "#level-strip"):
             expect(page.locator(f"{panel} img").first).to_be_visible()
         expect(page.locator("#gallery img")).to_have_count(3)
         expect(page.locator("#zoom img")).to_have_count(4)  # original, cwic, JPEG, JPEG 2000
         expect(page.locator("#metrics")).to_contain_text("JPEG 2000")
         first = summary.inner_text()
         bits_src = page.locator("#bits-map img").get_attribute("src")
+        strip_src = page.locator("#level-strip img").get_attribute("src")
 
         # A click on a map moves the zoomed crops there.
         zoom_src = page.locator("#zoom img").first.get_attribute("src")
@@ -143,6 +144,7 @@ def test_browser_upload_compress_and_change_rate(app_url, tmp_path):
         expect(summary).to_contain_text("(level 1,", timeout=180_000)
         assert summary.inner_text() != first
         expect(page.locator("#bits-map img")).not_to_have_attribute("src", bits_src)
+        expect(page.locator("#level-strip img")).not_to_have_attribute("src", strip_src)  # level 1 framed now
 
         # The other checkpoint (when more than one ships), at level 3.
         models = sorted(p.name for p in (ROOT / "checkpoints").iterdir() if (p / "model.json").is_file())

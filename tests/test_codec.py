@@ -103,6 +103,27 @@ def test_uniform_and_roi(codec, photo):
     assert np.array_equal(codec.decompress(r.data), r.reconstruction)
 
 
+def test_kept_channels_by_level_equal_what_each_level_keeps_from_one_encoder_pass(codec, photo, monkeypatch):
+    roi = np.zeros(photo.shape[:2], np.float32)
+    roi[:32, :48] = 1
+    analyze, passes = codec.model.analyze, []
+    monkeypatch.setattr(codec.model, "analyze", lambda x: passes.append(1) or analyze(x))
+    by_level = codec.kept_channels_by_level(photo, roi=roi)
+    assert len(passes) == 1 and list(by_level) == [lv["level"] for lv in codec.levels]
+    files = [codec.compress(photo, bpp=0.3, roi=roi), codec.compress(photo, level=4, roi=roi)]
+    assert len(passes) == 3
+    for c in files:
+        same = zip(c.kept_channels_by_level.values(), by_level.values(), strict=True)
+        assert all(np.array_equal(a, b) for a, b in same)
+    assert len(passes) == 3  # each file's own encoder pass, reused
+    for k, kept in by_level.items():
+        assert np.array_equal(kept, codec.compress(photo, level=k, roi=roi).kept_channels)
+    means = [kept.mean() for kept in by_level.values()]
+    assert means == sorted(means) and means[0] < means[-1]
+    uniform = codec.kept_channels_by_level(photo, uniform=True)[2]
+    assert np.array_equal(uniform, codec.compress(photo, level=2, uniform=True).kept_channels)
+
+
 def test_bytes_and_pixels_do_not_depend_on_thread_count(codec, photo):
     old = torch.get_num_threads()
     try:

@@ -137,6 +137,20 @@ def test_maps_are_drawn_over_the_image(codec, small_rgb):
     assert maps.maps(compare.compare(codec, small_rgb, level=1, classical=["WebP"]))[3] is None  # no JPEG, no map
 
 
+def test_level_strip_draws_every_level_growing(codec, small_rgb):
+    comp = compare.compare(codec, small_rgb, level=1, classical=[])
+    strip = maps.level_strip(comp, codec)
+    panels = strip[maps.STRIP_TOP : maps.STRIP_TOP + 168]  # 192x168 px: 8 px per block, each panel the image's size
+    ink = (panels != 255).any(axis=(0, 2))  # the panels, then the colour bar, between white gaps
+    edges = np.flatnonzero(np.diff(np.r_[0, ink.astype(int), 0]))
+    spans = list(zip(edges[::2], edges[1::2], strict=True))[: len(codec.levels)]
+    assert [b - a for a, b in spans] == [192] * len(codec.levels)
+    green = [panels[:, a:b, 1].mean() for a, b in spans]  # viridis: more channels kept, greener
+    assert green == sorted(green) and green[-1] - green[0] > 100
+    red = (panels == [255, 0, 0]).all(axis=2)
+    assert red[:, slice(*spans[0])].sum() > 4 * 150 and not red[:, spans[1][0] :].any()  # level 1's file, framed
+
+
 def test_target_note_only_when_the_search_misses():
     assert compare.target_note(0.305, 0.3) == ""
     assert "cannot reach 0.6 bpp" in compare.target_note(0.157, 0.6)
@@ -155,7 +169,7 @@ def test_event_function_fills_every_panel(codec, tmp_path):
 
     run = make_handler({"cwic-slim": codec})
     path = str(_png(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:64, :96], tmp_path / "crop.png"))
-    slider, summary, note, imp, kept, bits, jpeg_map, gallery, table, files, zoom, comp = run(
+    slider, summary, note, imp, kept, bits, jpeg_map, strip, gallery, table, files, zoom, comp = run(
         path, "cwic level", 1, 0.3, ["JPEG"], False, progress=lambda *a, **k: None
     )
 
@@ -168,6 +182,7 @@ def test_event_function_fills_every_panel(codec, tmp_path):
     assert np.array_equal(load(slider[1]), comp.cwic.image)  # lossless: the browser sees the decoded pixels
     assert "cwic file" in summary and "model cwic-slim" in summary and "MS-SSIM **n/a" in summary and note == ""
     assert all(load(m).ndim == 3 for m in (imp, kept, bits, jpeg_map))
+    assert np.array_equal(load(strip), maps.level_strip(comp, codec))  # every level, from this file's encoder pass
     assert [caption.split(" ·")[0] for _, caption in gallery] == ["cwic", "JPEG"]
     assert [row[0] for row in table] == ["cwic", "JPEG"]
     assert Path(files[0]).suffix == ".cwic" and Path(files[0]).stat().st_size == table[0][1]
