@@ -7,7 +7,17 @@ Serves on 127.0.0.1:7860 unless GRADIO_SERVER_NAME / GRADIO_SERVER_PORT say othe
 
 from __future__ import annotations
 
+import ctypes
 import os
+
+# glibc gives each thread that allocates its own heap (up to 8 per core) and keeps what is freed there:
+# the 200-request soak (benchmarks/demo_soak.py) peaked at 1.37 GB and still rising with glibc's default,
+# level at 0.72 GB with 2 (docs/demo_soak.json).
+if "MALLOC_ARENA_MAX" not in os.environ:  # an explicit setting wins
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX, before any thread is started
+    except OSError:  # not glibc (macOS, musl): nothing to limit
+        pass
 
 # oneDNN keeps the convolutions it compiles for every input size (1024 of them by default): uploads of
 # ever new sizes grew the server by megabytes a request. 64 holds what one request uses (23 conv layers).
