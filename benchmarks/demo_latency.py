@@ -20,32 +20,16 @@ import os
 import platform
 import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from demo_soak import start_app  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 from gradio_client import Client, handle_file
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "demo" / "examples").glob("kodim*.png"))
-
-
-def start_app(port: int) -> subprocess.Popen:
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit("app.py did not start") from None
-            time.sleep(1)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -76,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/"
     load_before = os.getloadavg()
-    proc = start_app(port)
+    proc = start_app(port, {})
     try:
         compress(url, EXAMPLES[0], 3)  # warm-up: first request pays for lazy imports and caches
         single, single_cpu = [], []
