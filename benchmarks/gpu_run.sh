@@ -25,7 +25,8 @@ NPROC=${CWIC_NPROC:-$(python -c 'import torch; print(max(torch.cuda.device_count
 python -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.device_count(), "GPU(s)")'
 mkdir -p "$DEST"
 if [ -f "$START/train_state.json" ]; then
-    cp "$START"/train_state.* "$DEST"/ && cp "$START"/ema.safetensors "$DEST"/ 2>/dev/null || true
+    cp "$START"/train_state.* "$DEST"/
+    if [ -f "$START/ema.safetensors" ]; then cp "$START/ema.safetensors" "$DEST"/; fi
     FROM=(--resume)
 else
     FROM=(--init-from "$START")

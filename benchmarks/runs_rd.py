@@ -27,14 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
-from cwic.checkpoint import CARD, load_checkpoint, load_train_state  # noqa: E402
+from cwic.checkpoint import CARD, load_checkpoint  # noqa: E402
 from cwic.evaluation.bdrate import bd_rate_curves  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
-from cwic.models.config import ModelConfig  # noqa: E402
-from cwic.models.network import CWICModel  # noqa: E402
 from cwic.training.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
-from cwic.training.ema import WeightAverage  # noqa: E402
-from cwic.training.export import measure_rates  # noqa: E402
+from cwic.training.export import load_run, measure_rates  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = {"psnr": "psnr-rgb", "ssim": "ssim-rgb", "ms_ssim": "ms-ssim-rgb"}
@@ -46,11 +43,7 @@ def run_curve(folder: Path, images: list[np.ndarray], rates: list[float]) -> dic
         model, card, _ = load_checkpoint(folder)
         info = {**card["training"], "step": card["training"]["steps"], "preset": card.get("preset")}
     else:
-        info = json.loads((folder / "train_state.json").read_text())
-        model = CWICModel(ModelConfig.from_dict(info["config"]))
-        load_train_state(folder, model, torch.optim.Adam(model.parameters()))
-        if (folder / WeightAverage.FILE).is_file():
-            WeightAverage(model, 1.0, folder).copy_to_model()
+        model, info = load_run(folder)
     model.eval()
     rows = measure_rates(model, images, rates)
     columns = {"raw_bpp": "bpp", **METRICS}

@@ -45,13 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    info = json.loads((args.run / "train_state.json").read_text())
-    model = CWICModel(ModelConfig.from_dict(info["config"]))
     if args.which == "last":
-        tensors = load_file(str(args.run / "train_state.safetensors"))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        if (args.run / WeightAverage.FILE).is_file():  # a run with --ema ships its averaged weights
-            WeightAverage(model, 1.0, args.run).copy_to_model()
+        model, info = load_run(args.run)
         card = model_card(info, model.config) | {"exported_on": platform.node()}
     else:
         model, card, _ = load_checkpoint(args.run / "best")
@@ -74,6 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     save_checkpoint(args.to, shipped, card, fp16=True)
     print(json.dumps(check, indent=1))
     return 0
+
+
+def load_run(folder: Path) -> tuple[CWICModel, dict]:
+    """A run's last weights (its moving average when trained with --ema: what ships) and its train-state info."""
+    info = json.loads((folder / "train_state.json").read_text())
+    model = CWICModel(ModelConfig.from_dict(info["config"]))
+    tensors = load_file(str(folder / "train_state.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if (folder / WeightAverage.FILE).is_file():
+        WeightAverage(model, 1.0, folder).copy_to_model()
+    return model, info
 
 
 def measure_rates(model: CWICModel, images: list[np.ndarray], rates: list[float]) -> list[dict]:
