@@ -43,8 +43,12 @@ def setup(device: str) -> Ranks:
     return Ranks(rank, world, dev)
 
 
-def teardown(ranks: Ranks) -> None:
+def teardown(ranks: Ranks, finished: bool = False) -> None:
+    """Leave the group; after a normal finish, all ranks together (a barrier first), so that no rank
+    exits while another still writes its files or holds connections to it."""
     if ranks.world > 1 and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

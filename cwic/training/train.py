@@ -183,10 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     ranks = distributed.setup(args.device)
+    finished = False
     try:
-        return _train(args, ranks)
+        status = _train(args, ranks)
+        finished = True
+        return status
     finally:
-        distributed.teardown(ranks)
+        distributed.teardown(ranks, finished)
 
 
 def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
