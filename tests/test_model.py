@@ -66,6 +66,18 @@ def test_binarizer_values_and_straight_through_gradient() -> None:
     assert e.grad.tolist() == [0, 1, 2, 3, 4, 5]
 
 
+def test_stochastic_binarization_keeps_a_bit_with_probability_e_and_passes_gradients(tiny: CWICModel) -> None:
+    x, rate = torch.rand(2, 3, 32, 48), torch.tensor([0.3, 0.9])
+    e, _ = tiny.analyze(x)
+    noise = torch.rand(e.shape, generator=torch.Generator().manual_seed(0))
+    out = tiny(x, rate, noise=noise)
+    assert torch.equal(out["bits"], (e > noise).float())
+    assert torch.equal(tiny(x, rate)["bits"], (e > 0.5).float())  # without noise: the threshold
+    out["x_hat"].sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny.encoder.parameters())
+    tiny.zero_grad(set_to_none=True)
+
+
 def test_quantization_and_mask_values() -> None:
     c = ModelConfig()
     p = torch.tensor([0.0, 0.0624, 0.0625, 0.5, 0.999, 1.0]).view(1, 1, 1, 6)

@@ -130,9 +130,9 @@ def test_init_from_can_widen_the_layers(photos: Path, tmp_path: Path) -> None:
     assert info["preset"] == "medium" and info["init_from"]["widened_from"] == "tiny"
 
 
-def test_ema_schedule_and_rate_weighting_resume_exactly(photos: Path, tmp_path: Path) -> None:
+def test_ema_schedule_rate_weighting_and_stochastic_bits_resume_exactly(photos: Path, tmp_path: Path) -> None:
     recipe_args = ["--ema", "0.9", "--decay-steps", "4", "--lr-end", "1e-5"]
-    recipe_args += ["--rate-weight", "per-db", "--full-rate-frac", "0.5"]
+    recipe_args += ["--rate-weight", "per-db", "--full-rate-frac", "0.5", "--binarize", "stochastic"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train_main(_args(photos, straight, 6) + recipe_args) == 0
     assert train_main(_args(photos, split, 3) + recipe_args) == 0

@@ -222,7 +222,12 @@ class CWICModel(nn.Module):
 
     # -- training ------------------------------------------------------------------------------
     def forward(
-        self, x: Tensor, rate: Tensor, uniform: Tensor | None = None, detach_importance: bool = False
+        self,
+        x: Tensor,
+        rate: Tensor,
+        uniform: Tensor | None = None,
+        detach_importance: bool = False,
+        noise: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Training pass on crops whose sides are multiples of 8.
 
@@ -231,13 +236,17 @@ class CWICModel(nn.Module):
         ablation, so one decoder also learns to decode uniform maps.
         `detach_importance`: the importance net reads the encoder features without passing
         gradients back, so the rate terms train the map but do not steer the encoder.
+        `noise` (uniform in [0, 1), the shape of the code): stochastic binarization, bit = 1 with
+        probability e (Toderici et al. 2016), so the decoder's input is unbiased where e is near
+        0.5; the gradient is straight-through as for the threshold. Decoding always thresholds.
         """
         e, feats = self.analyze(x)
         p = self.importance_map(feats.detach() if detach_importance else feats, rate)
         if uniform is not None:
             u = uniform.view(-1, 1, 1, 1).to(p.dtype)
             p = torch.where(torch.isnan(u), p, torch.nan_to_num(u).expand_as(p))
-        bits = Binarize.apply(e.float())  # the 0.5 threshold in float32 (autocast may give bf16)
+        e = e.float()  # the 0.5 threshold in float32 (autocast may give bf16)
+        bits = Binarize.apply(e if noise is None else e - noise + 0.5)  # e > u where noise is given
         mask = ImportanceMask.apply(p, self.config.n, self.config.levels)
         return {"x_hat": self.synthesize(bits, mask), "p": p, "mask": mask, "bits": bits}
 

@@ -13,6 +13,8 @@ mean, so every sample counts by its relative error (equal weight per dB) instead
 dominating; `--full-rate-frac` draws that share of samples at r = 1 (every channel kept).
 `--decay-steps` makes the learning rate fall along one cosine to `--lr-end`; `--ema` keeps an
 exponential moving average of the weights, which evaluation, `best/` and `export` use.
+`--binarize stochastic` draws each training bit as 1 with probability e instead of thresholding
+(decoding still thresholds), with noise seeded by the step, so `--resume` stays exact.
 
 One process, or one per device under `torchrun --nproc_per_node=N -m cwic train ...`
 (DistributedDataParallel; see cwic/training/distributed.py and docs/training.md "Training on
@@ -158,6 +160,12 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         action=argparse.BooleanOptionalAction,
         default=None,
         help="shift every importance map so that mean(p) = r (the model's config keeps it; default: as loaded)",
+    )
+    p.add_argument(
+        "--binarize",
+        choices=("threshold", "stochastic"),
+        default="threshold",
+        help="training bits: e > 0.5, or 1 with probability e (see above)",
     )
     p.add_argument("--distortion", choices=DISTORTIONS, default="mse", help="D in the loss (see above)")
     p.add_argument("--eval-every", type=int, default=500)
@@ -319,6 +327,13 @@ def scheduled_lr(args: argparse.Namespace, info: dict, step: int, first_step: in
     return lr * min(1.0, (step - first_step) / args.warmup) if fresh else lr
 
 
+def binarize_noise(args: argparse.Namespace, shape: torch.Size, n: int, step: int, rank: int) -> torch.Tensor:
+    """Uniform noise for stochastic binarization, a function of (seed, step, rank) alone: resumable."""
+    gen = torch.Generator().manual_seed((args.seed * 1_000_003 + step) * 1009 + rank)
+    b, _, h, w = shape
+    return torch.rand((b, n, h // 8, w // 8), generator=gen)
+
+
 def _loop(run: _Run, stop: dict) -> int:
     """The training loop proper; saves the train state on exit, every --save-minutes and at SIGTERM.
 
@@ -361,8 +376,11 @@ def _loop(run: _Run, stop: dict) -> int:
         rate = torch.from_numpy(batch.rate).to(dev)
         uniform = torch.from_numpy(batch.uniform).to(dev)
         learned = torch.isnan(uniform)
+        noise = None
+        if args.binarize == "stochastic":
+            noise = binarize_noise(args, x.shape, config.n, step, ranks.rank).to(dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            res = net(x, rate, uniform, detach_importance=args.detach_importance)
+            res = net(x, rate, uniform, detach_importance=args.detach_importance, noise=noise)
         x_hat = res["x_hat"].float()
         dist = distortion(args.distortion, x_hat, x)
         mse = dist.detach() if args.distortion == "mse" else ((x_hat.detach() - x) ** 2).mean(dim=(1, 2, 3))
