@@ -110,15 +110,15 @@ def bit_inputs(bits_pm: Tensor, q: Tensor, stage: Tensor, rate_int: Tensor, grou
 class MapContext(StagedNet):
     """Importance-map model: 4 stages, 16-way logits."""
 
-    def __init__(self, levels: int = 16, width: int = 24) -> None:
-        super().__init__(3, width, levels, len(MAP_STAGES), 3)
+    def __init__(self, levels: int = 16, width: int = 24, k: int = 3) -> None:
+        super().__init__(3, width, levels, len(MAP_STAGES), k)
 
 
 class BitContext(StagedNet):
     """Code-bit model: 2L stages, one logit per channel of the current group."""
 
-    def __init__(self, n: int = 64, levels: int = 16, width: int = 24) -> None:
-        super().__init__(n + 3, width, n // levels, 2 * levels, 3)
+    def __init__(self, n: int = 64, levels: int = 16, width: int = 24, k: int = 3) -> None:
+        super().__init__(n + 3, width, n // levels, 2 * levels, k)
 
 
 # -- integer export and exact inference ------------------------------------------------------------

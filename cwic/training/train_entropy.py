@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=48)
     p.add_argument("--window", type=int, default=16, help="code-location window of each training sample")
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--width", type=int, default=24, help="channels of both context models")
+    p.add_argument("--kernel", type=int, default=3, help="spatial kernel of their middle layer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest beside a training run)")
     p.add_argument("--skip-train", action="store_true", help="keep the entropy models; only calibrate + golden")
@@ -120,23 +122,52 @@ def train(args) -> None:
     model, card, extra = load_checkpoint(args.checkpoint)
     n, L = model.config.n, model.config.levels
     rng = np.random.default_rng(args.seed)
-    train_files, val_files = split(list_images(args.data))
-    bits, q, rates = extract_codes(model, train_files, args.crops, args.rates_per_crop, rng)
-    vbits, vq, vrates = extract_codes(model, val_files, max(20, args.crops // 20), 2, rng)
-    print(f"codes extracted in {time.time() - t0:.0f} s: {len(q)} train, {len(vq)} validation", flush=True)
+    codes, val = training_codes(model, args.data, args.crops, args.rates_per_crop, rng)
+    print(f"codes extracted in {time.time() - t0:.0f} s: {len(codes[1])} train, {len(val[1])} validation", flush=True)
 
-    map_net, bit_net = MapContext(L), BitContext(n, L)
-    params = list(map_net.parameters()) + list(bit_net.parameters())
-    opt = torch.optim.Adam(params, lr=args.lr)
-    deadline = time.time() + args.minutes * 60
+    map_net, bit_net = MapContext(L, args.width, args.kernel), BitContext(n, L, args.width, args.kernel)
+    step = fit(map_net, bit_net, codes, n, L, args.minutes, args.batch, args.window, args.lr, rng)
+    with torch.no_grad():
+        vb, vm = _eval(map_net, bit_net, *val, n, L)
+    print(f"validation: {vb:.4f} bits per kept bit, {vm:.4f} bits per map entry ({step} steps)", flush=True)
+
+    extra = {k: v for k, v in extra.items() if not k.startswith("entropy.")}
+    extra |= export_int(map_net, "entropy.map") | export_int(bit_net, "entropy.bits") | lookup_tables()
+    card = dict(card)
+    card["entropy"] = {
+        "steps": step,
+        "minutes": args.minutes,
+        "width": args.width,
+        "kernel": args.kernel,
+        "train_codes": len(codes[1]),
+        "val_bits_per_kept_bit": round(vb, 4),
+        "val_bits_per_map_entry": round(vm, 4),
+    }
+    _save(args.checkpoint, model, card, extra)
+
+
+def training_codes(model, data: Path, crops: int, per_crop: int, rng: np.random.Generator) -> tuple[tuple, tuple]:
+    """(train, validation) codes, each (bits, q, rate_int), from the training photos' own split."""
+    train_files, val_files = split(list_images(data))
+    codes = extract_codes(model, train_files, crops, per_crop, rng)
+    return codes, extract_codes(model, val_files, max(20, crops // 20), 2, rng)
+
+
+def fit(map_net, bit_net, codes: tuple, n: int, L: int, minutes: float, batch: int, window: int, lr: float, rng) -> int:
+    """Adam on random windows for `minutes` (cosine decay to 5 % of lr); returns the step count."""
+    bits, q, rates = codes
+    map_net.train()
+    bit_net.train()
+    opt = torch.optim.Adam(list(map_net.parameters()) + list(bit_net.parameters()), lr=lr)
+    deadline = time.time() + minutes * 60
     step, ema = 0, None
     while time.time() < deadline:
-        frac = 1 - (deadline - time.time()) / (args.minutes * 60)
-        for group in opt.param_groups:  # cosine decay to 5 % of the initial rate
-            group["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
-        idx = torch.from_numpy(rng.integers(len(q), size=args.batch))
-        y, x = (int(v) for v in rng.integers(q.shape[-1] - args.window + 1, size=2))
-        win = (slice(y, y + args.window), slice(x, x + args.window))
+        frac = 1 - (deadline - time.time()) / (minutes * 60)
+        for group in opt.param_groups:
+            group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        idx = torch.from_numpy(rng.integers(len(q), size=batch))
+        y, x = (int(v) for v in rng.integers(q.shape[-1] - window + 1, size=2))
+        win = (slice(y, y + window), slice(x, x + window))
         mb, mq = _losses(
             map_net, bit_net, bits[idx][..., win[0], win[1]], q[idx][:, win[0], win[1]], rates[idx], n, L, rng
         )
@@ -150,21 +181,7 @@ def train(args) -> None:
             print(f"step {step}: loss {ema:.4f} (bits/coded bit + bits/map entry)", flush=True)
     map_net.eval()
     bit_net.eval()
-    with torch.no_grad():
-        vb, vm = _eval(map_net, bit_net, vbits, vq, vrates, n, L)
-    print(f"validation: {vb:.4f} bits per kept bit, {vm:.4f} bits per map entry ({step} steps)", flush=True)
-
-    extra = {k: v for k, v in extra.items() if not k.startswith("entropy.")}
-    extra |= export_int(map_net, "entropy.map") | export_int(bit_net, "entropy.bits") | lookup_tables()
-    card = dict(card)
-    card["entropy"] = {
-        "steps": step,
-        "minutes": args.minutes,
-        "train_codes": len(q),
-        "val_bits_per_kept_bit": round(vb, 4),
-        "val_bits_per_map_entry": round(vm, 4),
-    }
-    _save(args.checkpoint, model, card, extra)
+    return step
 
 
 def _losses(map_net, bit_net, bits, q, rates, n, L, rng):
