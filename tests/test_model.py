@@ -7,6 +7,7 @@ import torch
 
 from cwic.models.config import PRESETS, ModelConfig
 from cwic.models.network import (
+    GDN,
     MIN_SIDE,
     Binarize,
     CWICModel,
@@ -76,6 +77,18 @@ def test_stochastic_binarization_keeps_a_bit_with_probability_e_and_passes_gradi
     out["x_hat"].sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny.encoder.parameters())
     tiny.zero_grad(set_to_none=True)
+
+
+def test_the_gdn_transform_trains_every_parameter_and_old_configs_stay_relu() -> None:
+    model = CWICModel(replace(PRESETS["tiny"], gdn=True))
+    gdns = [m for m in model.modules() if isinstance(m, GDN)]
+    assert len(gdns) == 7 and sum(m.inverse for m in gdns) == 4  # 3 in the encoder, 4 IGDN in the decoder
+    out = model(torch.rand(2, 3, 32, 32), torch.tensor([0.3, 0.9]))
+    ((out["x_hat"] - 0.5) ** 2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for m in gdns for p in m.parameters())
+    old = {k: v for k, v in PRESETS["tiny"].to_dict().items() if k != "gdn"}
+    assert not ModelConfig.from_dict(old).gdn
+    assert not any(isinstance(m, GDN) for m in CWICModel(ModelConfig.from_dict(old)).modules())
 
 
 def test_quantization_and_mask_values() -> None:

@@ -10,7 +10,8 @@ class ModelConfig:
     """Layer widths of the content-weighted codec.
 
     The layer *structure* is the paper's (Li et al. 2018, see docs/design.md); only the widths
-    change between presets, so every preset shares one code path.
+    change between presets, so every preset shares one code path. `gdn` is the one structural
+    option, a departure for the transform arms (docs/training.md).
     """
 
     n: int = 64  # binary code maps at 1/8 resolution
@@ -24,6 +25,7 @@ class ModelConfig:
     dec_inner: int = 128  # bottleneck width of every decoder residual block
     dec_out: int = 32  # full-resolution conv before the 1x1 to RGB
     mean_shift: bool = False  # shift each importance map so that mean(p) = r (see docs/design.md)
+    gdn: bool = False  # GDN / IGDN instead of the ReLU after each layer outside the residual blocks
 
     def __post_init__(self) -> None:
         if self.n % self.levels:

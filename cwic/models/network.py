@@ -121,6 +121,32 @@ class ResBlock(nn.Module):
         return F.relu(x + F.relu(self.conv2(F.relu(self.conv1(x)))))
 
 
+class GDN(nn.Module):
+    """Generalized divisive normalization (Balle et al. 2016): y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2).
+
+    `inverse` multiplies instead (IGDN, for the decoder). beta and gamma are kept non-negative by
+    taking absolute values; gamma starts at 0.1 I plus a small positive off-diagonal, so every
+    entry has a gradient from the first step. The `gdn` transform of ModelConfig uses it in place
+    of the ReLU after every layer outside the residual blocks: a documented departure from the
+    paper, whose ReLU structure stays the default.
+    """
+
+    def __init__(self, channels: int, inverse: bool = False) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.beta = nn.Parameter(torch.ones(channels))
+        self.gamma = nn.Parameter(0.1 * torch.eye(channels) + 1e-3)
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        c = self.gamma.shape[0]
+        norm = F.conv2d(x * x, self.gamma.abs().view(c, c, 1, 1), self.beta.abs() + 1e-6)
+        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+
+
+def _act(c: ModelConfig, channels: int, inverse: bool) -> nn.Module:
+    return GDN(channels, inverse) if c.gdn else nn.ReLU()
+
+
 class Encoder(nn.Module):
     """Image in [-1, 1] -> (pre-binarization sigmoid outputs e, features for the importance net)."""
 
@@ -128,13 +154,13 @@ class Encoder(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(3, c.enc1, 8, stride=4, padding=2),
-            nn.ReLU(),
+            _act(c, c.enc1, False),
             ResBlock(c.enc1, c.enc_inner),
             nn.Conv2d(c.enc1, c.enc2, 4, stride=2, padding=1),
-            nn.ReLU(),
+            _act(c, c.enc2, False),
             ResBlock(c.enc2, c.enc_inner),
             nn.Conv2d(c.enc2, c.enc2, 3, padding=1),
-            nn.ReLU(),
+            _act(c, c.enc2, False),
             ResBlock(c.enc2, c.enc_inner),
         )
         self.to_codes = nn.Conv2d(c.enc2, c.n, 1)
@@ -164,18 +190,18 @@ class Decoder(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(c.n, c.dec1, 3, padding=1),
-            nn.ReLU(),
+            _act(c, c.dec1, True),
             ResBlock(c.dec1, c.dec_inner),
             nn.Conv2d(c.dec1, c.dec1, 3, padding=1),
-            nn.ReLU(),
+            _act(c, c.dec1, True),
             ResBlock(c.dec1, c.dec_inner),
             nn.PixelShuffle(2),
             nn.Conv2d(c.dec1 // 4, c.dec2, 3, padding=1),
-            nn.ReLU(),
+            _act(c, c.dec2, True),
             ResBlock(c.dec2, c.dec_inner),
             nn.PixelShuffle(4),
             nn.Conv2d(c.dec2 // 16, c.dec_out, 3, padding=1),
-            nn.ReLU(),
+            _act(c, c.dec_out, True),
             nn.Conv2d(c.dec_out, 3, 1),
         )
 

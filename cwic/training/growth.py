@@ -52,7 +52,9 @@ def widen(model: CWICModel, config: ModelConfig) -> CWICModel:
     them a use. Appended channels stay at the end through depth-to-space (PixelShuffle groups whole
     channels), and the importance net's rate plane, the last input of its first conv, moves to the end.
     """
-    old, config = model.config, replace(config, mean_shift=model.config.mean_shift)
+    old, config = model.config, replace(config, mean_shift=model.config.mean_shift, gdn=model.config.gdn)
+    if old.gdn:
+        raise ValueError("widen grows ReLU transforms only, not GDN ones")
     if config == old:
         return model
     if (config.n, config.levels) != (old.n, old.levels):

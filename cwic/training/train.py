@@ -94,6 +94,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         help="with --init-from: widen the layers to this preset's widths, computing exactly as before at first",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="slim")
+    p.add_argument(
+        "--gdn", action="store_true", help="a fresh run with GDN / IGDN in place of the ReLUs between layers"
+    )
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
     p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
     p.add_argument("--batch", type=int, default=8, help="global batch (all processes together)")
@@ -216,7 +219,9 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
         if args.widen:
             model = widen(model, replace(PRESETS[args.widen], n=model.config.n, levels=model.config.levels))
     else:
-        model = CWICModel(PRESETS[args.preset])
+        model = CWICModel(replace(PRESETS[args.preset], gdn=args.gdn))
+    if args.gdn and (resuming or args.init_from):
+        raise SystemExit("--gdn starts a fresh run (a resumed or --init-from run keeps its transform)")
     if args.mean_shift is not None:
         model.config = replace(model.config, mean_shift=args.mean_shift)
     model = model.to(dev)
