@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from cwic.checkpoint import load_checkpoint
 from cwic.models.config import PRESETS, ModelConfig
+from cwic.models.network import ResBlock
 from cwic.training.export import main as export_main
 from cwic.training.train import main as train_main
 from cwic.training.train import recipe, scheduled_lr
@@ -62,6 +63,16 @@ def test_run_exports_a_loadable_best_checkpoint(photos: Path, tmp_path: Path) ->
     assert extra == {}
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert any("eval" in row for row in log)
+
+
+def test_a_fresh_gdn_run_with_zero_residuals_and_tight_clipping_trains_and_loads(photos: Path, tmp_path: Path) -> None:
+    assert train_main(_args(photos, tmp_path, 3) + ["--gdn", "--zero-init-residual", "--clip", "0.06"]) == 0
+    model, card, _ = load_checkpoint(tmp_path / "best")
+    assert card["config"]["gdn"] and model.config.gdn
+    blocks = [m for m in model.modules() if isinstance(m, ResBlock)]
+    assert all(0 < float(b.conv2.weight.abs().max()) < 1e-2 for b in blocks)  # 3 steps from zero
+    with pytest.raises(SystemExit, match="fresh run"):
+        train_main(_args(photos, tmp_path / "again", 4) + ["--init-from", str(tmp_path / "best"), "--gdn"])
 
 
 def test_init_from_a_shipped_checkpoint_continues_its_record(photos: Path, tmp_path: Path) -> None:

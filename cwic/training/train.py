@@ -43,7 +43,7 @@ from ..checkpoint import load_checkpoint, load_train_state, save_checkpoint, sav
 from ..evaluation.metrics import quality
 from ..images import load_rgb
 from ..models.config import PRESETS, ModelConfig
-from ..models.network import CWICModel, raw_bpp, reconstruct
+from ..models.network import CWICModel, ResBlock, raw_bpp, reconstruct
 from . import distributed
 from .batches import BatchStream, Recipe, shard_rng
 from .data import (
@@ -123,6 +123,14 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         default=0.0,
         help="decay of an exponential moving average of the weights (e.g. 0.999; 0 = off) used for evaluation, "
         "best/ and export",
+    )
+    p.add_argument(
+        "--zero-init-residual",
+        action="store_true",
+        help="a fresh run whose residual branches start at zero (Fixup): every block starts as the identity",
+    )
+    p.add_argument(
+        "--clip", type=float, default=1.0, help="gradient-norm clipping (the first author's code: 0.06, then 0.006)"
     )
     p.add_argument("--warmup", type=int, default=200, help="linear lr warm-up steps of a fresh run")
     p.add_argument("--gamma", type=float, default=2.0, help="weight of the rate hinge")
@@ -220,8 +228,10 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
             model = widen(model, replace(PRESETS[args.widen], n=model.config.n, levels=model.config.levels))
     else:
         model = CWICModel(replace(PRESETS[args.preset], gdn=args.gdn))
-    if args.gdn and (resuming or args.init_from):
-        raise SystemExit("--gdn starts a fresh run (a resumed or --init-from run keeps its transform)")
+        if args.zero_init_residual:
+            zero_init_residual(model)
+    if (args.gdn or args.zero_init_residual) and (resuming or args.init_from):
+        raise SystemExit("--gdn and --zero-init-residual start a fresh run, not a resumed or --init-from one")
     if args.mean_shift is not None:
         model.config = replace(model.config, mean_shift=args.mean_shift)
     model = model.to(dev)
@@ -322,6 +332,19 @@ class _Run:
     rng_states: list[dict] | None = None  # this rank's shards after the last batch trained on
 
 
+@torch.no_grad()
+def zero_init_residual(model: CWICModel) -> None:
+    """Zero the last conv's weights of every residual branch, so each block starts near the identity (Fixup).
+
+    Its bias starts at +0.01, not 0: the branch ends in a ReLU, whose gradient at exactly 0 is 0,
+    so an all-zero last conv would never learn.
+    """
+    for block in model.modules():
+        if isinstance(block, ResBlock):
+            block.conv2.weight.zero_()
+            block.conv2.bias.fill_(0.01)
+
+
 def scheduled_lr(args: argparse.Namespace, info: dict, step: int, first_step: int, fresh: bool) -> float:
     """Warm-up of a fresh optimizer, then constant --lr or one cosine from --lr to --lr-end."""
     lr = args.lr
@@ -397,7 +420,7 @@ def _loop(run: _Run, stop: dict) -> int:
         loss = (dist + (args.gamma * over + args.gamma_under * under) * learned).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()  # DDP all-reduces (averages) the gradients here
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         if run.ema:
             run.ema.update()
