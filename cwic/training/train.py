@@ -20,8 +20,9 @@ One process, or one per device under `torchrun --nproc_per_node=N -m cwic train 
 (DistributedDataParallel; see cwic/training/distributed.py and docs/training.md "Training on
 GPUs"): `--batch` is the global batch, drawn in `--shards` independent streams (batches.py), so
 the data of a run does not depend on how many processes train it. On CUDA: bf16 autocast for the
-convolutions (the binarizer, the mask and the loss stay float32), cudnn autotuning, batches drawn
-ahead in a background thread. `--data` takes a photo folder or a pack from `cwic pack-data`.
+decoder (the encoder, the importance net, the binarizer, the mask and the loss stay float32, TF32
+off: low precision there flips code bits against the CPU codec), cudnn autotuning, batches drawn
+ahead in a background thread. `--amp bf16 --channels-last` is also the fastest CPU setting. `--data` takes a photo folder or a pack from `cwic pack-data`.
 """
 
 from __future__ import annotations
@@ -303,6 +304,8 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
         )
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        # the encoder stays true float32, as the CPU codec runs it: TF32 would flip bits near 0.5
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
