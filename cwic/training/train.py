@@ -22,7 +22,8 @@ GPUs"): `--batch` is the global batch, drawn in `--shards` independent streams (
 the data of a run does not depend on how many processes train it. On CUDA: bf16 autocast for the
 decoder (the encoder, the importance net, the binarizer, the mask and the loss stay float32, TF32
 off: low precision there flips code bits against the CPU codec), cudnn autotuning, batches drawn
-ahead in a background thread. `--amp bf16 --channels-last` is also the fastest CPU setting. `--data` takes a photo folder or a pack from `cwic pack-data`.
+ahead in a background thread. `--amp bf16 --channels-last` is also the fastest CPU setting.
+`--data` takes a photo folder or a pack from `cwic pack-data`.
 """
 
 from __future__ import annotations
