@@ -4,7 +4,8 @@ Usage: python benchmarks/context_arms.py [--checkpoint checkpoints/cwic-slim] [-
            [--arms 24x3 48x3 24x5 40x5] [--out docs/context_arms.json]
 One set of training codes is extracted from the checkpoint's autoencoder (as `cwic train-entropy`
 does); every arm "WIDTHxKERNEL" then trains both context models on it for the same minutes with
-the same batches, is exported to integers, and codes all 24 Kodak images at every level of the
+the same batches (a trailing "u": bit stages drawn uniformly, as before session 14, instead of
+among the groups kept in the window), is exported to integers, and codes all 24 Kodak images at every level of the
 checkpoint's card with the real arithmetic coder. The autoencoder and the levels are the
 checkpoint's, so every arm codes the same bits and reconstructs the same pixels: the mean file
 size per level is the whole comparison. Times are the process CPU time of entropy encoding and
@@ -77,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     top = prepared[22]  # kodim23
     rows = []
     for arm in args.arms:
-        width, kernel = (int(v) for v in arm.split("x"))
+        uniform_stages = arm.endswith("u")
+        width, kernel = (int(v) for v in arm.rstrip("u").split("x"))
         torch.manual_seed(0)
         map_net, bit_net = MapContext(L, width, kernel), BitContext(n, L, width, kernel)
         t = time.process_time()
-        steps = fit(map_net, bit_net, codes, n, L, args.minutes, 48, 16, 3e-3, np.random.default_rng(1))
+        steps = fit(
+            map_net, bit_net, codes, n, L, args.minutes, 48, 16, 3e-3, np.random.default_rng(1), not uniform_stages
+        )
         fit_cpu = time.process_time() - t
         with torch.no_grad():
             vb, vm = _eval(map_net, bit_net, *val, n, L)
@@ -93,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             "arm": arm,
             "width": width,
             "kernel": kernel,
+            "stages": "uniform" if uniform_stages else "present",
             "steps": steps,
             "fit_cpu_s": round(fit_cpu, 1),
             "val_bits_per_kept_bit": round(vb, 4),

@@ -153,8 +153,25 @@ def training_codes(model, data: Path, crops: int, per_crop: int, rng: np.random.
     return codes, extract_codes(model, val_files, max(20, crops // 20), 2, rng)
 
 
-def fit(map_net, bit_net, codes: tuple, n: int, L: int, minutes: float, batch: int, window: int, lr: float, rng) -> int:
-    """Adam on random windows for `minutes` (cosine decay to 5 % of lr); returns the step count."""
+def fit(
+    map_net,
+    bit_net,
+    codes: tuple,
+    n: int,
+    L: int,
+    minutes: float,
+    batch: int,
+    window: int,
+    lr: float,
+    rng,
+    present_stages: bool = True,
+) -> int:
+    """Adam on random windows for `minutes` (cosine decay to 5 % of lr); returns the step count.
+
+    `present_stages`: each sample trains a bit stage whose group is kept somewhere in its window
+    (at low rates most groups are dropped everywhere, and a uniformly drawn stage had nothing to
+    code); False draws the stage uniformly, as before (benchmarks/context_arms.py compares them).
+    """
     bits, q, rates = codes
     map_net.train()
     bit_net.train()
@@ -169,7 +186,15 @@ def fit(map_net, bit_net, codes: tuple, n: int, L: int, minutes: float, batch: i
         y, x = (int(v) for v in rng.integers(q.shape[-1] - window + 1, size=2))
         win = (slice(y, y + window), slice(x, x + window))
         mb, mq = _losses(
-            map_net, bit_net, bits[idx][..., win[0], win[1]], q[idx][:, win[0], win[1]], rates[idx], n, L, rng
+            map_net,
+            bit_net,
+            bits[idx][..., win[0], win[1]],
+            q[idx][:, win[0], win[1]],
+            rates[idx],
+            n,
+            L,
+            rng,
+            present_stages,
         )
         loss = mb + mq
         opt.zero_grad()
@@ -184,13 +209,17 @@ def fit(map_net, bit_net, codes: tuple, n: int, L: int, minutes: float, batch: i
     return step
 
 
-def _losses(map_net, bit_net, bits, q, rates, n, L, rng):
+def _losses(map_net, bit_net, bits, q, rates, n, L, rng, present_stages: bool = True):
     """(mean bits per coded bit, mean bits per map entry) at one random stage per sample."""
     B = len(q)
     qq = q[:, None]
     mask = mask_from_levels(qq, n, L)
     bits_pm = (2 * bits.float() - 1) * mask
-    bstage = torch.from_numpy(rng.integers(2 * L, size=B))
+    if present_stages:  # group g is kept where q >= g: draw g in [0, max q]
+        top = q.reshape(B, -1).max(1).values.numpy() + 1
+        bstage = torch.from_numpy(2 * rng.integers(top) + rng.integers(2, size=B))
+    else:
+        bstage = torch.from_numpy(rng.integers(2 * L, size=B))
     x, coded = bit_inputs(bits_pm, qq, bstage, rates, n // L)
     logits = bit_net(x, bstage)
     g = (bstage // 2).view(B, 1, 1, 1)
