@@ -57,6 +57,26 @@ def entropy_times(codec: Codec, feats: torch.Tensor, bits: torch.Tensor, rate: f
     return float(np.median(enc)), float(np.median(dec)), size
 
 
+def write(args: argparse.Namespace, argv: list[str] | None, rates: list[float], rows: list[dict]) -> None:
+    base = np.array(rows[0]["kodak_bpp"])
+    for row in rows:
+        row["mean_bpp_change_vs_first"] = round(float(np.mean(np.array(row["kodak_bpp"]) / base - 1)), 4)
+    _, card, _ = load_checkpoint(args.checkpoint)
+    out = {
+        "command": "python benchmarks/" + Path(__file__).name + " " + " ".join(argv or sys.argv[1:]),
+        "checkpoint": str(args.checkpoint),
+        "checkpoint_steps": card.get("training", {}).get("steps"),
+        "checkpoint_context_models": card.get("entropy"),
+        "checkpoint_levels_bpp": [lv["bpp"] for lv in card.get("levels", [])],
+        "rates": rates,
+        "minutes_per_arm": args.minutes,
+        "cpu": f"{platform.machine()}, 1 thread",
+        "note": "training runs shared the 2 cores; CPU times are per process",
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
@@ -109,21 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    base = np.array(rows[0]["kodak_bpp"])
-    for row in rows:
-        row["mean_bpp_change_vs_first"] = round(float(np.mean(np.array(row["kodak_bpp"]) / base - 1)), 4)
-    _, card, _ = load_checkpoint(args.checkpoint)
-    out = {
-        "command": "python benchmarks/" + Path(__file__).name + " " + " ".join(argv or sys.argv[1:]),
-        "checkpoint": str(args.checkpoint),
-        "checkpoint_steps": card.get("training", {}).get("steps"),
-        "rates": rates,
-        "minutes_per_arm": args.minutes,
-        "cpu": f"{platform.machine()}, {torch.get_num_threads()} thread",
-        "note": "training runs shared the 2 cores; CPU times are per process",
-        "rows": rows,
-    }
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+        write(args, argv, rates, rows)  # after every arm, so a stopped run keeps what it measured
     print(f"wrote {args.out}")
     return 0
 
