@@ -150,6 +150,7 @@ class EntropyModel:
         x[0, n + 2] = r
         bits = torch.zeros(n, h, w)
         bits_info = np.zeros((h, w))
+        border = self.bit_net.k // 2  # the receptive field's reach: the box gives the full-image logits
         for g in range(self.levels):
             for half in (0, 1):
                 coded = (q >= g) & (cb == half)
@@ -157,8 +158,8 @@ class EntropyModel:
                     continue
                 x[0, n + 1] = ((q >= g) & (cb == 0)).to(torch.float64) if half else 0.0
                 rows, cols = coded.any(1).nonzero()[:, 0], coded.any(0).nonzero()[:, 0]
-                y0, y1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, h)
-                x0, x1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, w)
+                y0, y1 = max(int(rows[0]) - border, 0), min(int(rows[-1]) + border + 1, h)
+                x0, x1 = max(int(cols[0]) - border, 0), min(int(cols[-1]) + border + 1, w)
                 logits = self.bit_net(x[:, :, y0:y1, x0:x1], 2 * g + half)[0]  # (gsz, y1-y0, x1-x0)
                 pos = coded.nonzero(as_tuple=True)
                 p1 = self.bit_probs(logits[:, pos[0] - y0, pos[1] - x0]).reshape(-1)  # channel-major
