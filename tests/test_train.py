@@ -66,13 +66,20 @@ def test_run_exports_a_loadable_best_checkpoint(photos: Path, tmp_path: Path) ->
 
 
 def test_a_fresh_gdn_run_with_zero_residuals_and_tight_clipping_trains_and_loads(photos: Path, tmp_path: Path) -> None:
-    assert train_main(_args(photos, tmp_path, 3) + ["--gdn", "--zero-init-residual", "--clip", "0.06"]) == 0
+    fresh = ["--gdn", "--zero-init-residual", "--clip", "0.06"]
+    assert train_main(_args(photos, tmp_path, 3) + fresh) == 0
     model, card, _ = load_checkpoint(tmp_path / "best")
     assert card["config"]["gdn"] and model.config.gdn
     blocks = [m for m in model.modules() if isinstance(m, ResBlock)]
     assert all(0 < float(b.conv2.weight.detach().abs().max()) < 1e-2 for b in blocks)  # 3 steps from zero
     with pytest.raises(SystemExit, match="fresh run"):
         train_main(_args(photos, tmp_path / "again", 4) + ["--init-from", str(tmp_path / "best"), "--gdn"])
+    assert train_main(_args(photos, tmp_path, 4) + fresh + ["--resume"]) == 0  # the same command resumes
+    assert json.loads((tmp_path / "train_state.json").read_text())["step"] == 4
+    relu = tmp_path / "relu"
+    assert train_main(_args(photos, relu, 2)) == 0
+    with pytest.raises(SystemExit, match="keeps them"):
+        train_main(_args(photos, relu, 3) + ["--gdn", "--resume"])
 
 
 def test_init_from_a_shipped_checkpoint_continues_its_record(photos: Path, tmp_path: Path) -> None:

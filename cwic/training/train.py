@@ -97,7 +97,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="slim")
     p.add_argument(
-        "--gdn", action="store_true", help="a fresh run with GDN / IGDN in place of the ReLUs between layers"
+        "--gdn",
+        action="store_true",
+        help="a fresh run with GDN / IGDN in place of the ReLUs between layers (a resumed one keeps its transform)",
     )
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this invocation")
     p.add_argument("--steps", type=int, default=None, help="stop at this total step count")
@@ -129,7 +131,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument(
         "--zero-init-residual",
         action="store_true",
-        help="a fresh run whose residual branches start at zero (Fixup): every block starts as the identity",
+        help="a fresh run whose residual branches start at zero (Fixup): every block starts as the identity "
+        "(no effect on a resumed run)",
     )
     p.add_argument(
         "--clip", type=float, default=1.0, help="gradient-norm clipping (the first author's code: 0.06, then 0.006)"
@@ -220,8 +223,12 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
     resuming = args.resume and (out / "train_state.json").is_file()
     if (args.grow_n or args.widen) and (resuming or not args.init_from):
         raise SystemExit("--grow-n and --widen start a new run: use them with --init-from, not on a resumed one")
+    if (args.gdn or args.zero_init_residual) and args.init_from and not resuming:
+        raise SystemExit("--gdn and --zero-init-residual start a fresh run, not an --init-from one")
     if resuming:
         model = CWICModel(ModelConfig.from_dict(json.loads((out / "train_state.json").read_text())["config"]))
+        if args.gdn and not model.config.gdn:  # the same command with --resume is fine; a changed transform is not
+            raise SystemExit("--gdn: this run was started with ReLU transforms and keeps them")
     elif args.init_from:
         model, init_card, _ = load_checkpoint(args.init_from)  # float32 weights of the shipped checkpoint
         if args.grow_n:
@@ -232,8 +239,6 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
         model = CWICModel(replace(PRESETS[args.preset], gdn=args.gdn))
         if args.zero_init_residual:
             zero_init_residual(model)
-    if (args.gdn or args.zero_init_residual) and (resuming or args.init_from):
-        raise SystemExit("--gdn and --zero-init-residual start a fresh run, not a resumed or --init-from one")
     if args.mean_shift is not None:
         model.config = replace(model.config, mean_shift=args.mean_shift)
     model = model.to(dev)
