@@ -28,8 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
-from cwic import bitstream  # noqa: E402
-from cwic.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
+from cwic.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from cwic.codec import Codec  # noqa: E402
 from cwic.entropy_models.context_model import BitContext, MapContext, export_int, lookup_tables  # noqa: E402
 from cwic.entropy_models.entropy_coder import EntropyModel  # noqa: E402
@@ -40,8 +39,8 @@ from cwic.training.train_entropy import _eval, fit, kodak_bpp, prepare_kodak, tr
 REPO = Path(__file__).resolve().parents[1]
 
 
-def entropy_times(codec: Codec, feats: torch.Tensor, bits: torch.Tensor, rate: float) -> tuple[float, float, int]:
-    """(encode CPU s, decode CPU s, file bytes) of the entropy stage alone, median of 3."""
+def entropy_times(codec: Codec, feats: torch.Tensor, bits: torch.Tensor, rate: float) -> tuple[float, float]:
+    """(encode CPU s, decode CPU s) of the entropy stage alone, median of 3."""
     q = quantize_importance(codec.model.importance_map(feats, rate)[0, 0], codec.L)
     enc, dec = [], []
     for _ in range(3):
@@ -49,19 +48,17 @@ def entropy_times(codec: Codec, feats: torch.Tensor, bits: torch.Tensor, rate: f
         c = codec.entropy.encode(q, bits, rate)
         enc.append(time.process_time() - t)
         t = time.process_time()
-        q2, b2 = codec.entropy.decode(c.map_section, c.bits_section, *q.shape, rate)
+        q2, _ = codec.entropy.decode(c.map_section, c.bits_section, *q.shape, rate)
         dec.append(time.process_time() - t)
     if not torch.equal(q2, q):
         raise AssertionError("decoded map differs")
-    size = len(c.map_section) + len(c.bits_section) + bitstream.HEADER_SIZE + bitstream.TRAILER_SIZE
-    return float(np.median(enc)), float(np.median(dec)), size
+    return float(np.median(enc)), float(np.median(dec))
 
 
-def write(args: argparse.Namespace, argv: list[str] | None, rates: list[float], rows: list[dict]) -> None:
+def write(args: argparse.Namespace, argv: list[str] | None, card: dict, rates: list[float], rows: list[dict]) -> None:
     base = np.array(rows[0]["kodak_bpp"])
     for row in rows:
         row["mean_bpp_change_vs_first"] = round(float(np.mean(np.array(row["kodak_bpp"]) / base - 1)), 4)
-    _, card, _ = load_checkpoint(args.checkpoint)
     out = {
         "command": "python benchmarks/" + Path(__file__).name + " " + " ".join(argv or sys.argv[1:]),
         "checkpoint": str(args.checkpoint),
@@ -112,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         tensors = export_int(map_net, "entropy.map") | export_int(bit_net, "entropy.bits") | lookup_tables()
         codec.entropy = EntropyModel(tensors, n, L)
         levels = [kodak_bpp(codec, prepared, r) for r in rates]
-        enc_s, dec_s, _ = entropy_times(codec, top[0], top[1], rates[-1])
+        enc_s, dec_s = entropy_times(codec, top[0], top[1], rates[-1])
         row = {
             "arm": arm,
             "width": width,
@@ -129,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-        write(args, argv, rates, rows)  # after every arm, so a stopped run keeps what it measured
+        write(args, argv, codec.card, rates, rows)  # after every arm, so a stopped run keeps what it measured
     print(f"wrote {args.out}")
     return 0
 

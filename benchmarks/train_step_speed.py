@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "patch": 128,
         "cpu": f"{platform.machine()} ({platform.processor() or 'cpu'}), 1 thread",
         "torch": torch.__version__,
-        "load_average_1min": round(float(open("/proc/loadavg").read().split()[0]), 2),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "rows": rows,
         "gradient_fidelity": fidelity(args.checkpoint),
     }
