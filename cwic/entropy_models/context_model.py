@@ -163,6 +163,9 @@ class IntNet:
         self.hw, self.hb = t["head.w"], t["head.b"]
         self.stages = self.sb.shape[0]
         self.k = self.w2.shape[-1]
+        self.w1m = self.w1[:, :, 0, 0]  # (width, c_in): conv1 as a matrix
+        self.w2m = self.w2.reshape(self.w2.shape[0], -1)  # (width, width * k * k), in-channel major
+        self.w3m = self.w3[:, :, 0, 0]
         self.act_max = ACT_CLAMP * 2**A_BITS
         self._check_bounds()
 
@@ -178,10 +181,27 @@ class IntNet:
         if max(float(c) for c in checks) >= limit:
             raise ValueError("entropy model weights too large for exact integer inference")
 
-    def __call__(self, x: Tensor, stage: int) -> Tensor:
-        """x (1, c_in, h, w) float64 integers -> integer logits at scale 2^(W_BITS + A_BITS)."""
-        sh1, sh = 2.0 ** (W_BITS - A_BITS), 2.0**W_BITS
-        h = torch.floor((F.conv2d(x, self.w1) + self.sb[stage].view(1, -1, 1, 1)) / sh1).clamp_(0, self.act_max)
-        h = torch.floor(F.conv2d(h, self.w2, self.b2, padding=self.k // 2) / sh).clamp_(0, self.act_max)
-        h = torch.floor(F.conv2d(h, self.w3, self.b3) / sh).clamp_(0, self.act_max)
-        return F.conv2d(h, self.hw[stage][:, :, None, None], self.hb[stage])
+    def hidden(self, pre: Tensor, stage: int) -> Tensor:
+        """conv1 sums (width, h, w) at scale 2^W_BITS -> the first activation (width, h, w).
+
+        The caller keeps the conv1 sums itself: a 1x1 convolution of integers can be updated
+        exactly as symbols are decoded, instead of being recomputed for every stage.
+        """
+        sh1 = 2.0 ** (W_BITS - A_BITS)
+        return torch.floor((pre + self.sb[stage].view(-1, 1, 1)) / sh1).clamp_(0, self.act_max)
+
+    def logits_at(self, h1: Tensor, rows: Tensor, cols: Tensor, stage: int) -> Tensor:
+        """First activation (width, h, w) -> integer logits (out, N) at the N positions (rows, cols).
+
+        conv2 runs only where a stage reads it, as one matrix product over the gathered k x k
+        windows (zero padding as in training); integer sums make it equal to the full convolution.
+        """
+        c, _, w = h1.shape
+        p, sh = self.k // 2, 2.0**W_BITS
+        padded = F.pad(h1, (p, p, p, p)).view(c, -1)
+        taps = torch.arange(self.k)
+        offsets = (taps.view(-1, 1) * (w + 2 * p) + taps.view(1, -1)).view(-1, 1)
+        windows = padded[:, offsets + (rows * (w + 2 * p) + cols).view(1, -1)]  # (c, k * k, N)
+        h = torch.floor((self.w2m @ windows.view(c * self.k**2, -1) + self.b2[:, None]) / sh).clamp_(0, self.act_max)
+        h = torch.floor((self.w3m @ h + self.b3[:, None]) / sh).clamp_(0, self.act_max)
+        return self.hw[stage] @ h + self.hb[stage][:, None]

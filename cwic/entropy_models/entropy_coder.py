@@ -126,49 +126,45 @@ class EntropyModel:
     def _stages(self, h: int, w: int, rate: float, mc: _Coder, bc: _Coder, q_true, bits_true):
         r = float(rate_plane_value(rate))
         # -- importance map: 4 phase stages --------------------------------------------------------
+        net = self.map_net
         phase = _map_phase(h, w, None)[0, 0]
         q = torch.zeros(h, w, dtype=torch.long)
         known = torch.zeros(h, w, dtype=torch.float64)
         map_info = np.zeros((h, w))
-        x = torch.zeros(1, 3, h, w, dtype=torch.float64)
-        x[0, 2] = r
         for s in range(len(MAP_STAGES)):
-            x[0, 0] = (q + 1).to(torch.float64) * known
-            x[0, 1] = known
+            x = torch.stack([(q + 1).to(torch.float64) * known, known, torch.full_like(known, r)])
             pos = (phase == s).nonzero(as_tuple=True)
-            logits = self.map_net(x, s)[0][:, pos[0], pos[1]].T  # (N, L) in raster order
+            pre = (net.w1m @ x.view(3, -1)).view(-1, h, w)
+            logits = net.logits_at(net.hidden(pre, s), pos[0], pos[1], s).T  # (N, L) in raster order
             probs = self.map_probs(logits)
             sym = mc.code(self._cat, probs.numpy(), None if q_true is None else q_true[pos].numpy())
             q[pos] = torch.from_numpy(sym)
             known[pos] = 1
             map_info[pos[0].numpy(), pos[1].numpy()] = -np.log2(probs.numpy()[np.arange(len(sym)), sym])
         # -- code bits: L groups x 2 checkerboard halves ----------------------------------------------
-        n, gsz = self.n, self.group
+        n, gsz, net = self.n, self.group, self.bit_net
         cb = checkerboard(h, w)[0, 0]
-        x = torch.zeros(1, n + 3, h, w, dtype=torch.float64)
-        x[0, n] = q.to(torch.float64)
-        x[0, n + 2] = r
+        # conv1 sums of everything decoded so far (bits, q, rate), updated group by group
+        acc = (net.w1m[:, n : n + 1] * q.view(1, -1).to(torch.float64) + net.w1m[:, n + 2 : n + 3] * r).view(-1, h, w)
         bits = torch.zeros(n, h, w)
         bits_info = np.zeros((h, w))
-        border = self.bit_net.k // 2  # the receptive field's reach: the box gives the full-image logits
         for g in range(self.levels):
             for half in (0, 1):
                 coded = (q >= g) & (cb == half)
                 if not bool(coded.any()):
                     continue
-                x[0, n + 1] = ((q >= g) & (cb == 0)).to(torch.float64) if half else 0.0
-                rows, cols = coded.any(1).nonzero()[:, 0], coded.any(0).nonzero()[:, 0]
-                y0, y1 = max(int(rows[0]) - border, 0), min(int(rows[-1]) + border + 1, h)
-                x0, x1 = max(int(cols[0]) - border, 0), min(int(cols[-1]) + border + 1, w)
-                logits = self.bit_net(x[:, :, y0:y1, x0:x1], 2 * g + half)[0]  # (gsz, y1-y0, x1-x0)
+                stage = 2 * g + half
+                pre = acc
+                if half:  # the decoded-neighbour plane of the current group
+                    pre = acc + net.w1m[:, n + 1].view(-1, 1, 1) * ((q >= g) & (cb == 0)).to(torch.float64)
                 pos = coded.nonzero(as_tuple=True)
-                p1 = self.bit_probs(logits[:, pos[0] - y0, pos[1] - x0]).reshape(-1)  # channel-major
-                chans = slice(g * gsz, (g + 1) * gsz)
+                p1 = self.bit_probs(net.logits_at(net.hidden(pre, stage), pos[0], pos[1], stage)).reshape(-1)
+                chans = slice(g * gsz, (g + 1) * gsz)  # p1 is channel-major over the coded positions
                 truth = None if bits_true is None else bits_true[chans][:, pos[0], pos[1]].reshape(-1).numpy()
                 sym = bc.code(self._bern, p1.numpy(), truth)
                 b = torch.from_numpy(np.asarray(sym, dtype=np.float32)).view(gsz, -1)
                 bits[chans, pos[0], pos[1]] = b
-                x[0, chans, pos[0], pos[1]] = 2 * b.double() - 1
+                acc[:, pos[0], pos[1]] += net.w1m[:, chans] @ (2 * b.double() - 1)
                 p = p1.numpy().reshape(gsz, -1)
                 info = -np.log2(np.where(b.numpy() > 0, p, 1 - p)).sum(0)
                 bits_info[pos[0].numpy(), pos[1].numpy()] += info
