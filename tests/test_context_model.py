@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cwic.entropy_models.context_model import BitContext, MapContext, export_int, lookup_tables
+from cwic.entropy_models.context_model import BitContext, MapContext, export_int, import_int, int_shape, lookup_tables
 from cwic.entropy_models.entropy_coder import EntropyModel
 from cwic.models.network import mask_from_levels
 from cwic.training.train_entropy import fit
@@ -32,3 +32,17 @@ def test_a_trained_context_model_of_any_shape_round_trips_exactly(width: int, ke
     q2, bits2 = model.decode(coded.map_section, coded.bits_section, 8, 8, rate)
     mask = mask_from_levels(q[1][None, None], N, L)[0]
     assert torch.equal(q2, q[1]) and torch.equal(bits2, bits[1].float() * mask)
+
+
+def test_a_warm_start_reloads_the_exported_integers_exactly() -> None:
+    bit_net = BitContext(N, L, 12, 3)
+    with torch.no_grad():
+        for param in bit_net.parameters():
+            param.normal_(0, 0.3)
+    ints = export_int(bit_net, "entropy.bits")
+    assert int_shape(ints, "entropy.bits") == (12, 3)
+    again = BitContext(N, L, 12, 3)
+    import_int(again, ints, "entropy.bits")
+    assert all(torch.equal(ints[k], v) for k, v in export_int(again, "entropy.bits").items())
+    with pytest.raises(ValueError, match="shape"):
+        import_int(BitContext(N, L, 8, 3), ints, "entropy.bits")

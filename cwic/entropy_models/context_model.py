@@ -141,6 +141,32 @@ def export_int(net: StagedNet, prefix: str) -> dict[str, Tensor]:
     return out
 
 
+def import_int(net: StagedNet, tensors: dict[str, Tensor], prefix: str) -> None:
+    """Load `export_int`'s integers back into `net` as floats (a warm start: exporting again is exact)."""
+    fw, fa = 2.0**W_BITS, 2.0**A_BITS
+    t = {k[len(prefix) + 1 :]: v.double() for k, v in tensors.items() if k.startswith(prefix + ".")}
+    with torch.no_grad():
+        for param, key, scale in [
+            (net.conv1.weight, "conv1.w", fw),
+            (net.stage_bias, "stage_bias", fw),
+            (net.conv2.weight, "conv2.w", fw),
+            (net.conv2.bias, "conv2.b", fw * fa),
+            (net.conv3.weight, "conv3.w", fw),
+            (net.conv3.bias, "conv3.b", fw * fa),
+            (net.head_w, "head.w", fw),
+            (net.head_b, "head.b", fw * fa),
+        ]:
+            if t[key].shape != param.shape:
+                raise ValueError(f"{prefix}.{key} has shape {tuple(t[key].shape)}, the model {tuple(param.shape)}")
+            param.copy_(t[key] / scale)
+
+
+def int_shape(tensors: dict[str, Tensor], prefix: str) -> tuple[int, int]:
+    """(width, kernel) of the exported net under `prefix`."""
+    w2 = tensors[f"{prefix}.conv2.w"]
+    return int(w2.shape[0]), int(w2.shape[-1])
+
+
 def lookup_tables() -> dict[str, Tensor]:
     """Integer probability tables (shipped with the weights, so no float exp runs at coding time)."""
     idx = torch.arange(-LOGIT_MAX * LUT_STEP, LOGIT_MAX * LUT_STEP + 1, dtype=torch.float64)

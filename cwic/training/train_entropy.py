@@ -29,6 +29,8 @@ from ..entropy_models.context_model import (
     MapContext,
     bit_inputs,
     export_int,
+    import_int,
+    int_shape,
     lookup_tables,
     map_inputs,
     rate_plane_value,
@@ -55,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--width", type=int, default=48, help="channels of both context models (24 before session 14)")
     p.add_argument("--kernel", type=int, default=3, help="spatial kernel of their middle layer")
+    p.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="continue from the checkpoint's own context models (their width and kernel) instead of a fresh init",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest beside a training run)")
     p.add_argument("--skip-train", action="store_true", help="keep the entropy models; only calibrate + golden")
@@ -125,7 +132,19 @@ def train(args) -> None:
     codes, val = training_codes(model, args.data, args.crops, args.rates_per_crop, rng)
     print(f"codes extracted in {time.time() - t0:.0f} s: {len(codes[1])} train, {len(val[1])} validation", flush=True)
 
-    map_net, bit_net = MapContext(L, args.width, args.kernel), BitContext(n, L, args.width, args.kernel)
+    width, kernel, before = args.width, args.kernel, {}
+    if args.warm_start:
+        if "entropy.bits.conv2.w" not in extra:
+            raise SystemExit(f"cwic train-entropy: --warm-start: {args.checkpoint} has no context models yet")
+        width, kernel = int_shape(extra, "entropy.bits")
+        before = card.get("entropy", {})
+    map_net, bit_net = MapContext(L, width, kernel), BitContext(n, L, width, kernel)
+    if args.warm_start:
+        import_int(map_net, extra, "entropy.map")
+        import_int(bit_net, extra, "entropy.bits")
+        with torch.no_grad():
+            vb, vm = _eval(map_net, bit_net, *val, n, L)
+        print(f"warm start: {vb:.4f} bits per kept bit, {vm:.4f} bits per map entry", flush=True)
     step = fit(map_net, bit_net, codes, n, L, args.minutes, args.batch, args.window, args.lr, rng)
     with torch.no_grad():
         vb, vm = _eval(map_net, bit_net, *val, n, L)
@@ -135,14 +154,16 @@ def train(args) -> None:
     extra |= export_int(map_net, "entropy.map") | export_int(bit_net, "entropy.bits") | lookup_tables()
     card = dict(card)
     card["entropy"] = {
-        "steps": step,
-        "minutes": args.minutes,
-        "width": args.width,
-        "kernel": args.kernel,
+        "steps": step + before.get("steps", 0),
+        "minutes": args.minutes + before.get("minutes", 0),
+        "width": width,
+        "kernel": kernel,
         "train_codes": len(codes[1]),
         "val_bits_per_kept_bit": round(vb, 4),
         "val_bits_per_map_entry": round(vm, 4),
     }
+    if before:
+        card["entropy"]["warm_start_from"] = before
     _save(args.checkpoint, model, card, extra)
 
 
