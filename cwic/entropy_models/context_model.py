@@ -6,10 +6,6 @@ Decoding order (both models are called once per stage, predicting a whole stage 
 - code bits: L channel groups of n/L channels; group g in two checkerboard halves, so 2L stages.
   Each stage sees every decoded bit (+1/-1; unknown or dropped = 0), q, the decoded-neighbour
   plane of the current group and the rate, and predicts P(bit = 1) for the group's n/L channels.
-- "group 0 first" (a map model with 3 + n/L inputs): group 0 is kept at every location, so its
-  two stages are coded before the map, with the q plane 0 (unknown); the map stages then also see
-  group 0's bits (the content the importance net looked at), and groups 1 .. L-1 follow as above.
-  The coder reads which order a checkpoint uses from its map model's input count.
 
 Training uses float32 modules (`MapContext`, `BitContext`). Coding uses `IntNet`, their integer
 export: integer weights, integer activations, exact float64 arithmetic (every partial sum stays
@@ -61,20 +57,19 @@ class StagedNet(nn.Module):
         return torch.einsum("boc,bchw->bohw", self.head_w[stage], h) + self.head_b[stage][:, :, None, None]
 
 
-def map_inputs(q: Tensor, stage: Tensor, rate_int: Tensor, group0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """(inputs (B, 3 [+ n/L], h, w), positions of the stage (B, 1, h, w) bool) for map stages `stage` (B,).
+def map_inputs(q: Tensor, stage: Tensor, rate_int: Tensor) -> tuple[Tensor, Tensor]:
+    """(inputs (B, 3, h, w), positions of the stage (B, 1, h, w) bool) for map stages `stage` (B,).
 
-    Inputs: q + 1 where already decoded else 0; the decoded plane; the rate value; with "group 0
-    first", group 0's bits as +-1 (B, n/L, h, w).
+    Inputs: q + 1 where already decoded else 0; the decoded plane; the rate value.
     """
     b, _, h, w = q.shape
     phase = _map_phase(h, w, q.device)  # (1, 1, h, w) stage index of every location
     s = stage.view(b, 1, 1, 1)
     known = (phase < s).to(torch.float64 if q.dtype == torch.float64 else torch.float32)
-    planes = [(q.to(known.dtype) + 1) * known, known, rate_int.view(b, 1, 1, 1).to(known.dtype).expand_as(known)]
-    if group0 is not None:
-        planes.append(group0.to(known.dtype))
-    return torch.cat(planes, 1), (phase == s)
+    x = torch.cat(
+        [(q.to(known.dtype) + 1) * known, known, rate_int.view(b, 1, 1, 1).to(known.dtype).expand_as(known)], 1
+    )
+    return x, (phase == s)
 
 
 def _map_phase(h: int, w: int, device) -> Tensor:
@@ -93,14 +88,11 @@ def checkerboard(h: int, w: int, device=None) -> Tensor:
     return ((ii + jj) % 2).view(1, 1, h, w)
 
 
-def bit_inputs(
-    bits_pm: Tensor, q: Tensor, stage: Tensor, rate_int: Tensor, group: int, group0_first: bool = False
-) -> tuple[Tensor, Tensor]:
+def bit_inputs(bits_pm: Tensor, q: Tensor, stage: Tensor, rate_int: Tensor, group: int) -> tuple[Tensor, Tensor]:
     """Teacher-forced inputs for bit stages `stage` (B,) = 2 g + half, from complete codes.
 
     bits_pm (B, n, h, w): kept bits as +-1, dropped 0. Returns (inputs (B, n + 3, h, w), coded
-    positions (B, 1, h, w) bool). `group` = n/L channels per group. `group0_first`: group 0's
-    stages see the q plane as 0 (it is decoded after them).
+    positions (B, 1, h, w) bool). `group` = n/L channels per group.
     """
     b, n, h, w = bits_pm.shape
     g = (stage // 2).view(b, 1, 1, 1)
@@ -112,15 +104,14 @@ def bit_inputs(
     cur = ((q >= g) & (half == 1) & (cb == 0)).to(x.dtype)
     rate = rate_int.view(b, 1, 1, 1).to(x.dtype).expand(b, 1, h, w)
     coded = (q >= g) & (cb == half)
-    q_plane = q.to(x.dtype) * (g > 0).to(x.dtype) if group0_first else q.to(x.dtype)
-    return torch.cat([x, q_plane, cur, rate], 1), coded
+    return torch.cat([x, q.to(x.dtype), cur, rate], 1), coded
 
 
 class MapContext(StagedNet):
-    """Importance-map model: 4 stages, 16-way logits; `group0` inputs: group 0's bits ("group 0 first")."""
+    """Importance-map model: 4 stages, 16-way logits."""
 
-    def __init__(self, levels: int = 16, width: int = 24, k: int = 3, group0: int = 0) -> None:
-        super().__init__(3 + group0, width, levels, len(MAP_STAGES), k)
+    def __init__(self, levels: int = 16, width: int = 24, k: int = 3) -> None:
+        super().__init__(3, width, levels, len(MAP_STAGES), k)
 
 
 class BitContext(StagedNet):
@@ -151,11 +142,7 @@ def export_int(net: StagedNet, prefix: str) -> dict[str, Tensor]:
 
 
 def import_int(net: StagedNet, tensors: dict[str, Tensor], prefix: str) -> None:
-    """Load `export_int`'s integers back into `net` as floats (a warm start: exporting again is exact).
-
-    A net with more conv1 inputs than the exported one gets zero weights on the new inputs, so it
-    starts as the exported model (how a map model learns to read group 0's bits).
-    """
+    """Load `export_int`'s integers back into `net` as floats (a warm start: exporting again is exact)."""
     fw, fa = 2.0**W_BITS, 2.0**A_BITS
     t = {k[len(prefix) + 1 :]: v.double() for k, v in tensors.items() if k.startswith(prefix + ".")}
     with torch.no_grad():
@@ -169,18 +156,15 @@ def import_int(net: StagedNet, tensors: dict[str, Tensor], prefix: str) -> None:
             (net.head_w, "head.w", fw),
             (net.head_b, "head.b", fw * fa),
         ]:
-            src = t[key]
-            if key == "conv1.w" and src.shape[1] < param.shape[1] and src.shape[0] == param.shape[0]:
-                src = torch.cat([src, src.new_zeros(src.shape[0], param.shape[1] - src.shape[1], 1, 1)], 1)
-            if src.shape != param.shape:
-                raise ValueError(f"{prefix}.{key} has shape {tuple(src.shape)}, the model {tuple(param.shape)}")
-            param.copy_(src / scale)
+            if t[key].shape != param.shape:
+                raise ValueError(f"{prefix}.{key} has shape {tuple(t[key].shape)}, the model {tuple(param.shape)}")
+            param.copy_(t[key] / scale)
 
 
-def int_shape(tensors: dict[str, Tensor], prefix: str) -> tuple[int, int, int]:
-    """(width, kernel, inputs) of the exported net under `prefix`."""
+def int_shape(tensors: dict[str, Tensor], prefix: str) -> tuple[int, int]:
+    """(width, kernel) of the exported net under `prefix`."""
     w2 = tensors[f"{prefix}.conv2.w"]
-    return int(w2.shape[0]), int(w2.shape[-1]), int(tensors[f"{prefix}.conv1.w"].shape[1])
+    return int(w2.shape[0]), int(w2.shape[-1])
 
 
 def lookup_tables() -> dict[str, Tensor]:

@@ -89,9 +89,6 @@ class EntropyModel:
         self.n, self.levels, self.group = n, levels, n // levels
         if self.bit_net.stages != 2 * levels or self.map_net.stages != len(MAP_STAGES):
             raise CheckpointError("entropy model does not match the autoencoder's n / levels")
-        if self.map_net.w1m.shape[1] not in (3, 3 + self.group) or self.bit_net.w1m.shape[1] != n + 3:
-            raise CheckpointError("entropy model inputs do not match the autoencoder's n / levels")
-        self.group0_first = self.map_net.w1m.shape[1] == 3 + self.group  # see context_model.py
         self._bern = constriction.stream.model.Bernoulli(perfect=False)
         self._cat = constriction.stream.model.Categorical(perfect=False)
 
@@ -128,61 +125,47 @@ class EntropyModel:
 
     def _stages(self, h: int, w: int, rate: float, mc: _Coder, bc: _Coder, q_true, bits_true):
         r = float(rate_plane_value(rate))
-        n, gsz, net = self.n, self.group, self.bit_net
-        cb = checkerboard(h, w)[0, 0]
-        bits = torch.zeros(n, h, w)
-        bits_info = np.zeros((h, w))
-        # conv1 sums of the bit model over everything decoded so far (bits, q, rate), kept up to date
-        acc = (net.w1m[:, n + 2 : n + 3] * r).expand(-1, h * w).reshape(-1, h, w).clone()
-        groups = range(self.levels)
-        if self.group0_first:  # group 0 is kept everywhere: code it before the map, q unknown (0)
-            everywhere = torch.zeros(h, w, dtype=torch.long)
-            self._group(0, everywhere, cb, acc, bits, bits_info, bc, bits_true)
-            groups = range(1, self.levels)
-        q, map_info = self._map(h, w, r, bits[:gsz] * 2 - 1 if self.group0_first else None, mc, q_true)
-        acc += net.w1m[:, n].view(-1, 1, 1) * q.to(torch.float64)
-        for g in groups:
-            self._group(g, q, cb, acc, bits, bits_info, bc, bits_true)
-        return q, bits, map_info, bits_info
-
-    def _map(self, h: int, w: int, r: float, group0: Tensor | None, mc: _Coder, q_true):
-        """The importance map's 4 phase stages -> (q (h, w) long, -log2 P of each entry)."""
+        # -- importance map: 4 phase stages --------------------------------------------------------
         net = self.map_net
         phase = _map_phase(h, w, None)[0, 0]
         q = torch.zeros(h, w, dtype=torch.long)
         known = torch.zeros(h, w, dtype=torch.float64)
         map_info = np.zeros((h, w))
         for s in range(len(MAP_STAGES)):
-            planes = [(q + 1).to(torch.float64) * known, known, torch.full_like(known, r)]
-            x = torch.stack(planes + ([] if group0 is None else list(group0.to(torch.float64))))
+            x = torch.stack([(q + 1).to(torch.float64) * known, known, torch.full_like(known, r)])
             pos = (phase == s).nonzero(as_tuple=True)
-            pre = (net.w1m @ x.view(len(x), -1)).view(-1, h, w)
+            pre = (net.w1m @ x.view(3, -1)).view(-1, h, w)
             logits = net.logits_at(net.hidden(pre, s), pos[0], pos[1], s).T  # (N, L) in raster order
             probs = self.map_probs(logits)
             sym = mc.code(self._cat, probs.numpy(), None if q_true is None else q_true[pos].numpy())
             q[pos] = torch.from_numpy(sym)
             known[pos] = 1
             map_info[pos[0].numpy(), pos[1].numpy()] = -np.log2(probs.numpy()[np.arange(len(sym)), sym])
-        return q, map_info
-
-    def _group(self, g: int, q: Tensor, cb: Tensor, acc: Tensor, bits: Tensor, bits_info, bc: _Coder, bits_true):
-        """Group g's two checkerboard halves at the locations q keeps; updates acc, bits, bits_info."""
+        # -- code bits: L groups x 2 checkerboard halves ----------------------------------------------
         n, gsz, net = self.n, self.group, self.bit_net
-        chans = slice(g * gsz, (g + 1) * gsz)
-        for half in (0, 1):
-            coded = (q >= g) & (cb == half)
-            if not bool(coded.any()):
-                continue
-            stage = 2 * g + half
-            pre = acc
-            if half:  # the decoded-neighbour plane of the current group
-                pre = acc + net.w1m[:, n + 1].view(-1, 1, 1) * ((q >= g) & (cb == 0)).to(torch.float64)
-            pos = coded.nonzero(as_tuple=True)
-            p1 = self.bit_probs(net.logits_at(net.hidden(pre, stage), pos[0], pos[1], stage)).reshape(-1)
-            truth = None if bits_true is None else bits_true[chans][:, pos[0], pos[1]].reshape(-1).numpy()
-            sym = bc.code(self._bern, p1.numpy(), truth)  # p1 is channel-major over the coded positions
-            b = torch.from_numpy(np.asarray(sym, dtype=np.float32)).view(gsz, -1)
-            bits[chans, pos[0], pos[1]] = b
-            acc[:, pos[0], pos[1]] += net.w1m[:, chans] @ (2 * b.double() - 1)
-            p = p1.numpy().reshape(gsz, -1)
-            bits_info[pos[0].numpy(), pos[1].numpy()] += -np.log2(np.where(b.numpy() > 0, p, 1 - p)).sum(0)
+        cb = checkerboard(h, w)[0, 0]
+        # conv1 sums of everything decoded so far (bits, q, rate), updated group by group
+        acc = (net.w1m[:, n : n + 1] * q.view(1, -1).to(torch.float64) + net.w1m[:, n + 2 : n + 3] * r).view(-1, h, w)
+        bits = torch.zeros(n, h, w)
+        bits_info = np.zeros((h, w))
+        for g in range(self.levels):
+            for half in (0, 1):
+                coded = (q >= g) & (cb == half)
+                if not bool(coded.any()):
+                    continue
+                stage = 2 * g + half
+                pre = acc
+                if half:  # the decoded-neighbour plane of the current group
+                    pre = acc + net.w1m[:, n + 1].view(-1, 1, 1) * ((q >= g) & (cb == 0)).to(torch.float64)
+                pos = coded.nonzero(as_tuple=True)
+                p1 = self.bit_probs(net.logits_at(net.hidden(pre, stage), pos[0], pos[1], stage)).reshape(-1)
+                chans = slice(g * gsz, (g + 1) * gsz)  # p1 is channel-major over the coded positions
+                truth = None if bits_true is None else bits_true[chans][:, pos[0], pos[1]].reshape(-1).numpy()
+                sym = bc.code(self._bern, p1.numpy(), truth)
+                b = torch.from_numpy(np.asarray(sym, dtype=np.float32)).view(gsz, -1)
+                bits[chans, pos[0], pos[1]] = b
+                acc[:, pos[0], pos[1]] += net.w1m[:, chans] @ (2 * b.double() - 1)
+                p = p1.numpy().reshape(gsz, -1)
+                info = -np.log2(np.where(b.numpy() > 0, p, 1 - p)).sum(0)
+                bits_info[pos[0].numpy(), pos[1].numpy()] += info
+        return q, bits, map_info, bits_info

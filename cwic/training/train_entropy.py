@@ -62,11 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue from the checkpoint's own context models (their width and kernel) instead of a fresh init",
     )
-    p.add_argument(
-        "--group0-first",
-        action="store_true",
-        help="code group 0 before the map and let the map model read it (a warm start keeps the order it finds)",
-    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest beside a training run)")
     p.add_argument("--skip-train", action="store_true", help="keep the entropy models; only calibrate + golden")
@@ -141,13 +136,9 @@ def train(args) -> None:
     if args.warm_start:
         if "entropy.bits.conv2.w" not in extra:
             raise SystemExit(f"cwic train-entropy: --warm-start: {args.checkpoint} has no context models yet")
-        width, kernel, _ = int_shape(extra, "entropy.bits")
-        group0_first = args.group0_first or int_shape(extra, "entropy.map")[2] > 3
+        width, kernel = int_shape(extra, "entropy.bits")
         before = card.get("entropy", {})
-    else:
-        group0_first = args.group0_first
-    map_net = MapContext(L, width, kernel, n // L if group0_first else 0)
-    bit_net = BitContext(n, L, width, kernel)
+    map_net, bit_net = MapContext(L, width, kernel), BitContext(n, L, width, kernel)
     if args.warm_start:
         import_int(map_net, extra, "entropy.map")
         import_int(bit_net, extra, "entropy.bits")
@@ -167,7 +158,6 @@ def train(args) -> None:
         "minutes": args.minutes + before.get("minutes", 0),
         "width": width,
         "kernel": kernel,
-        "order": "group 0, map, groups 1.." if group0_first else "map, groups 0..",
         "train_codes": len(codes[1]),
         "val_bits_per_kept_bit": round(vb, 4),
         "val_bits_per_map_entry": round(vm, 4),
@@ -246,13 +236,12 @@ def _losses(map_net, bit_net, bits, q, rates, n, L, rng, present_stages: bool = 
     qq = q[:, None]
     mask = mask_from_levels(qq, n, L)
     bits_pm = (2 * bits.float() - 1) * mask
-    g0 = _group0(map_net, bits_pm, n, L)
     if present_stages:  # group g is kept where q >= g: draw g in [0, max q]
         top = q.reshape(B, -1).max(1).values.numpy() + 1
         bstage = torch.from_numpy(2 * rng.integers(top) + rng.integers(2, size=B))
     else:
         bstage = torch.from_numpy(rng.integers(2 * L, size=B))
-    x, coded = bit_inputs(bits_pm, qq, bstage, rates, n // L, g0 is not None)
+    x, coded = bit_inputs(bits_pm, qq, bstage, rates, n // L)
     logits = bit_net(x, bstage)
     g = (bstage // 2).view(B, 1, 1, 1)
     chans = g * (n // L) + torch.arange(n // L).view(1, -1, 1, 1)
@@ -260,15 +249,10 @@ def _losses(map_net, bit_net, bits, q, rates, n, L, rng, present_stages: bool = 
     w = coded.float().expand_as(target)
     bl = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * w).sum() / w.sum().clamp(min=1)
     mstage = torch.from_numpy(rng.integers(4, size=B))
-    xm, pos = map_inputs(qq, mstage, rates, g0)
+    xm, pos = map_inputs(qq, mstage, rates)
     ce = F.cross_entropy(map_net(xm, mstage), q, reduction="none")
     ml = (ce * pos[:, 0].float()).sum() / pos.float().sum()
     return bl / math.log(2), ml / math.log(2)
-
-
-def _group0(map_net, bits_pm, n: int, L: int):
-    """Group 0's bits (kept everywhere) when the map model reads them ("group 0 first"), else None."""
-    return bits_pm[:, : n // L] if map_net.conv1.in_channels > 3 else None
 
 
 def _eval(map_net, bit_net, bits, q, rates, n, L):
@@ -277,18 +261,17 @@ def _eval(map_net, bit_net, bits, q, rates, n, L):
     qq = q[:, None]
     mask = mask_from_levels(qq, n, L)
     bits_pm = (2 * bits.float() - 1) * mask
-    g0 = _group0(map_net, bits_pm, n, L)
     B = len(q)
     for s in range(2 * L):
         st = torch.full((B,), s)
-        x, coded = bit_inputs(bits_pm, qq, st, rates, n // L, g0 is not None)
+        x, coded = bit_inputs(bits_pm, qq, st, rates, n // L)
         target = bits.float()[:, (s // 2) * (n // L) : (s // 2 + 1) * (n // L)]
         w = coded.float().expand_as(target)
         tot_b += float((F.binary_cross_entropy_with_logits(bit_net(x, st), target, reduction="none") * w).sum())
         tot_nb += float(w.sum())
     for s in range(4):
         st = torch.full((B,), s)
-        xm, pos = map_inputs(qq, st, rates, g0)
+        xm, pos = map_inputs(qq, st, rates)
         tot_m += float((F.cross_entropy(map_net(xm, st), q, reduction="none") * pos[:, 0].float()).sum())
         tot_nm += float(pos.float().sum())
     return tot_b / tot_nb / math.log(2), tot_m / tot_nm / math.log(2)
