@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 from cwic.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 from cwic.models.config import PRESETS  # noqa: E402
 from cwic.models.network import Binarize, CWICModel, ImportanceMask  # noqa: E402
-from cwic.training.data import DEFAULT_TRAIN_DIR, list_images, load_downscaled  # noqa: E402
+from cwic.training.data import DEFAULT_TRAIN_DIR, PatchSampler, list_images  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {"fp32": (False, False), "channels_last": (False, True), "bf16": (True, False), "bf16+cl": (True, True)}
@@ -54,13 +54,9 @@ def step_time(model, opt, x, rate, bf16: bool, steps: int) -> float:
     return float(np.median(times))
 
 
-def crops(files: list[Path], rng: np.random.Generator) -> torch.Tensor:
-    out = []
-    for f in files:
-        img = load_downscaled(f, 128)
-        y, x = rng.integers(img.shape[0] - 127), rng.integers(img.shape[1] - 127)
-        out.append(torch.tensor(img[y : y + 128, x : x + 128]).permute(2, 0, 1).float() / 255)
-    return torch.stack(out)
+def crops(sampler: PatchSampler, rng: np.random.Generator, size: int) -> torch.Tensor:
+    """A batch as `cwic train` draws it (random crops and flips of the training photos)."""
+    return torch.from_numpy(sampler.batch(rng, size))
 
 
 def whole_net_bf16(model: CWICModel, x: torch.Tensor, rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,8 +84,8 @@ def gradient(model: CWICModel, x: torch.Tensor, rate: torch.Tensor, mode: str) -
 def fidelity(checkpoint: Path) -> dict:
     model, _, _ = load_checkpoint(checkpoint)
     model.train()
-    files, rng = list_images(DEFAULT_TRAIN_DIR), np.random.default_rng(0)
-    a, b, rate = crops(files[:16], rng), crops(files[16:32], rng), torch.linspace(0.05, 1, 16)
+    sampler, rng = PatchSampler.from_files(list_images(DEFAULT_TRAIN_DIR)[:64], 128), np.random.default_rng(0)
+    a, b, rate = crops(sampler, rng, 16), crops(sampler, rng, 16), torch.linspace(0.05, 1, 16)
     ref, ref_bits = gradient(model, a, rate, "fp32")
     cos = lambda g: round(float(torch.nn.functional.cosine_similarity(ref, g, dim=0)), 4)  # noqa: E731
     out = {"checkpoint": str(checkpoint), "fp32_other_batch_cosine": cos(gradient(model, b, rate, "fp32")[0])}
@@ -112,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    x = torch.rand(args.batch, 3, 128, 128)
+    sampler = PatchSampler.from_files(list_images(DEFAULT_TRAIN_DIR)[:64], 128)
+    x = crops(sampler, np.random.default_rng(1), args.batch)
     rate = torch.rand(args.batch)
     setups = {}
     for name, (bf16, cl) in VARIANTS.items():
