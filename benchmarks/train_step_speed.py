@@ -81,10 +81,10 @@ def gradient(model: CWICModel, x: torch.Tensor, rate: torch.Tensor, mode: str) -
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]), bits.detach()
 
 
-def fidelity(checkpoint: Path) -> dict:
+def fidelity(checkpoint: Path, sampler: PatchSampler) -> dict:
     model, _, _ = load_checkpoint(checkpoint)
     model.train()
-    sampler, rng = PatchSampler.from_files(list_images(DEFAULT_TRAIN_DIR)[:64], 128), np.random.default_rng(0)
+    rng = np.random.default_rng(0)
     a, b, rate = crops(sampler, rng, 16), crops(sampler, rng, 16), torch.linspace(0.05, 1, 16)
     ref, ref_bits = gradient(model, a, rate, "fp32")
     cos = lambda g: round(float(torch.nn.functional.cosine_similarity(ref, g, dim=0)), 4)  # noqa: E731
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "rows": rows,
-        "gradient_fidelity": fidelity(args.checkpoint),
+        "gradient_fidelity": fidelity(args.checkpoint, sampler),
     }
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["gradient_fidelity"]))

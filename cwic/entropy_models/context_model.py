@@ -122,43 +122,39 @@ class BitContext(StagedNet):
 
 
 # -- integer export and exact inference ------------------------------------------------------------
+def _int_layout(net: StagedNet) -> list[tuple[str, Tensor, float]]:
+    """(key, parameter, integer scale) of every tensor the integer export holds."""
+    fw, fa = 2.0**W_BITS, 2.0**A_BITS
+    return [
+        ("conv1.w", net.conv1.weight, fw),
+        ("stage_bias", net.stage_bias, fw),  # conv1 sees raw integer inputs: its sums are at scale 2^W
+        ("conv2.w", net.conv2.weight, fw),
+        ("conv2.b", net.conv2.bias, fw * fa),
+        ("conv3.w", net.conv3.weight, fw),
+        ("conv3.b", net.conv3.bias, fw * fa),
+        ("head.w", net.head_w, fw),
+        ("head.b", net.head_b, fw * fa),
+    ]
+
+
 def export_int(net: StagedNet, prefix: str) -> dict[str, Tensor]:
     """Integer tensors (stored as int32) of `net` under `prefix`; checked to stay exact in float64."""
-    fw, fa = 2.0**W_BITS, 2.0**A_BITS
-    r = lambda t, s: torch.round(t.detach().double() * s).to(torch.int32)  # noqa: E731
     out = {
-        "conv1.w": r(net.conv1.weight, fw),
-        "stage_bias": r(net.stage_bias, fw),  # conv1 sees raw integer inputs: its sums are at scale 2^W
-        "conv2.w": r(net.conv2.weight, fw),
-        "conv2.b": r(net.conv2.bias, fw * fa),
-        "conv3.w": r(net.conv3.weight, fw),
-        "conv3.b": r(net.conv3.bias, fw * fa),
-        "head.w": r(net.head_w, fw),
-        "head.b": r(net.head_b, fw * fa),
+        f"{prefix}.{key}": torch.round(param.detach().double() * scale).to(torch.int32)
+        for key, param, scale in _int_layout(net)
     }
-    out = {f"{prefix}.{k}": v for k, v in out.items()}
     IntNet(out, prefix)  # validates the exactness bound
     return out
 
 
 def import_int(net: StagedNet, tensors: dict[str, Tensor], prefix: str) -> None:
     """Load `export_int`'s integers back into `net` as floats (a warm start: exporting again is exact)."""
-    fw, fa = 2.0**W_BITS, 2.0**A_BITS
-    t = {k[len(prefix) + 1 :]: v.double() for k, v in tensors.items() if k.startswith(prefix + ".")}
     with torch.no_grad():
-        for param, key, scale in [
-            (net.conv1.weight, "conv1.w", fw),
-            (net.stage_bias, "stage_bias", fw),
-            (net.conv2.weight, "conv2.w", fw),
-            (net.conv2.bias, "conv2.b", fw * fa),
-            (net.conv3.weight, "conv3.w", fw),
-            (net.conv3.bias, "conv3.b", fw * fa),
-            (net.head_w, "head.w", fw),
-            (net.head_b, "head.b", fw * fa),
-        ]:
-            if t[key].shape != param.shape:
-                raise ValueError(f"{prefix}.{key} has shape {tuple(t[key].shape)}, the model {tuple(param.shape)}")
-            param.copy_(t[key] / scale)
+        for key, param, scale in _int_layout(net):
+            src = tensors[f"{prefix}.{key}"].double()
+            if src.shape != param.shape:
+                raise ValueError(f"{prefix}.{key} has shape {tuple(src.shape)}, the model {tuple(param.shape)}")
+            param.copy_(src / scale)
 
 
 def int_shape(tensors: dict[str, Tensor], prefix: str) -> tuple[int, int]:
