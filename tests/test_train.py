@@ -154,7 +154,7 @@ def test_ema_schedule_rate_weighting_and_stochastic_bits_resume_exactly(photos: 
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train_main(_args(photos, straight, 6) + recipe_args) == 0
     assert train_main(_args(photos, split, 3) + recipe_args) == 0
-    assert train_main(_args(photos, split, 6) + recipe_args + ["--resume"]) == 0
+    assert train_main(_args(photos, split, 6) + ["--resume"]) == 0  # the run's recipe, not the defaults
     for name in ("train_state.safetensors", "ema.safetensors"):
         a, b = load_file(str(straight / name)), load_file(str(split / name))
         assert a.keys() == b.keys()
@@ -175,3 +175,17 @@ def test_ema_schedule_rate_weighting_and_stochastic_bits_resume_exactly(photos: 
     first = next(model.parameters()).detach()
     assert torch.equal(first, ema["0"].half().float())
     assert not torch.equal(first, live["model.encoder.body.0.weight"].half().float())
+
+
+def test_decoder_only_keeps_the_codes_and_resumes_as_decoder_only(photos: Path, tmp_path: Path) -> None:
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    assert train_main(_args(photos, first, 3)) == 0
+    start, _, _ = load_checkpoint(first / "best")
+    assert train_main(_args(photos, tuned, 5) + ["--init-from", str(first / "best"), "--decoder-only"]) == 0
+    assert train_main(_args(photos, tuned, 7) + ["--resume"]) == 0  # the flag is kept, the moments fit
+    info = json.loads((tuned / "train_state.json").read_text())
+    assert info["decoder_only"] and info["step"] == 7
+    after = load_file(str(tuned / "train_state.safetensors"))
+    for name, value in start.state_dict().items():
+        same = torch.equal(after[f"model.{name}"], value)
+        assert same == (not name.startswith("decoder.")), name

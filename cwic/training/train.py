@@ -15,6 +15,9 @@ dominating; `--full-rate-frac` draws that share of samples at r = 1 (every chann
 exponential moving average of the weights, which evaluation, `best/` and `export` use.
 `--binarize stochastic` draws each training bit as 1 with probability e instead of thresholding
 (decoding still thresholds), with noise seeded by the step, so `--resume` stays exact.
+`--decoder-only` freezes the encoder and the importance net (the second half of "soft then hard",
+Guo et al. 2021): the biased straight-through gradient no longer moves the code, the step skips
+the encoder's backward pass, and the start's codes, maps and context models stay exactly valid.
 
 One process, or one per device under `torchrun --nproc_per_node=N -m cwic train ...`
 (DistributedDataParallel; see cwic/training/distributed.py and docs/training.md "Training on
@@ -75,7 +78,11 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     )
     p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR, help="Kodak folder for quick evaluation")
     p.add_argument("--out", type=Path, required=True, help="run folder (state, log, best checkpoint)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.*")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/train_state.*, with the recipe of its last session for every option not given",
+    )
     p.add_argument(
         "--init-from",
         type=Path,
@@ -112,7 +119,7 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         "a run keeps the number it started with)",
     )
     p.add_argument("--patch", type=int, default=128, help="crop side, a multiple of 8")
-    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (overrides a resumed one)")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
     p.add_argument(
         "--decay-steps",
         type=int,
@@ -184,6 +191,12 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         help="training bits: e > 0.5, or 1 with probability e (see above)",
     )
     p.add_argument("--distortion", choices=DISTORTIONS, default="mse", help="D in the loss (see above)")
+    p.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train the decoder alone, the encoder and the importance net frozen: the codes and maps stay "
+        "those of the start, so its context models stay valid (kept on --resume)",
+    )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--save-minutes", type=float, default=1.0, help="train-state save interval")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -199,8 +212,46 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     return p
 
 
+# What a resumed run does not take from its last session: where and how long it runs, not how it learns.
+NOT_INHERITED = frozenset(
+    "data kodak out resume init_from grow_n widen preset gdn zero_init_residual minutes steps save_minutes "
+    "threads device prefetch".split()
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; under --resume every recipe option not given takes the run's last session's value.
+
+    Without this a resumed run silently fell back to the parser defaults (batch 8, lr 3e-4, ...), so
+    `--resume` alone changed the recipe mid-run.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    state = args.out / "train_state.json"
+    if not (args.resume and state.is_file()):
+        return args
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    given = vars(probe.parse_args(argv))
+    stored = (json.loads(state.read_text()).get("sessions") or [{}])[-1].get("args", {})
+    for action in parser._actions:
+        dest = action.dest
+        if dest in NOT_INHERITED or dest in given or dest not in stored:
+            continue
+        text = stored[dest]
+        if text == "None":
+            value = None
+        elif isinstance(action, argparse._StoreTrueAction | argparse.BooleanOptionalAction):
+            value = text == "True"
+        else:
+            value = action.type(text) if action.type else text
+        setattr(args, dest, value)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if args.patch % 8:
         raise SystemExit("--patch must be a multiple of 8")
     if args.threads:
@@ -242,7 +293,12 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
     if args.mean_shift is not None:
         model.config = replace(model.config, mean_shift=args.mean_shift)
     model = model.to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    decoder_only = args.decoder_only
+    if resuming:  # a run keeps what it trains: its optimizer holds the moments of those parameters alone
+        decoder_only = bool(json.loads((out / "train_state.json").read_text()).get("decoder_only", False))
+    for part in (model.encoder, model.importance):
+        part.requires_grad_(not decoder_only)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     info = {
         "step": 0,
         "wall_seconds": 0.0,
@@ -272,7 +328,7 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
             f"the global batch {args.batch} is {shards} shards (the run's --shards): "
             f"the shards must divide it and {ranks.world} processes must divide the shards"
         )
-    info["shards"], info["global_batch"] = shards, args.batch
+    info["shards"], info["global_batch"], info["decoder_only"] = shards, args.batch, decoder_only
     mine = range(ranks.rank * shards // ranks.world, (ranks.rank + 1) * shards // ranks.world)
     seed_step = info["step"] if args.init_from and not resuming else None
     rngs = [shard_rng(args.seed, k, seed_step) for k in mine]
