@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from cwic.checkpoint import load_checkpoint
+from cwic.checkpoint import load_checkpoint, save_checkpoint
 from cwic.models.config import PRESETS, ModelConfig
 from cwic.models.network import ResBlock
 from cwic.training.export import main as export_main
@@ -189,3 +189,22 @@ def test_decoder_only_keeps_the_codes_and_resumes_as_decoder_only(photos: Path, 
     for name, value in start.state_dict().items():
         same = torch.equal(after[f"model.{name}"], value)
         assert same == (not name.startswith("decoder.")), name
+
+    # its export keeps the start's context models; a run that moved the encoder cannot borrow them
+    start_card = json.loads((first / "best" / "model.json").read_text())
+    coded = save_checkpoint(
+        tmp_path / "coded", start, start_card | {"entropy": {"fitted": "here"}, "levels": [{"level": 1, "rate": 0.5}]},
+        extra={"entropy.bits.conv2.w": torch.arange(4, dtype=torch.int32)},
+    )  # fmt: skip
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    Image.open(next(photos.glob("*.jpg"))).save(kodak / "kodim01.png")
+    export = ["--kodak", str(kodak), "--rates", "0.5", "--entropy-from", str(coded)]
+    assert export_main(["--run", str(tuned), "--to", str(tmp_path / "shipped")] + export) == 0
+    _, card, extra = load_checkpoint(tmp_path / "shipped")
+    assert card["entropy"] == {"fitted": "here"} and card["levels"] == [{"level": 1, "rate": 0.5}]
+    assert torch.equal(extra["entropy.bits.conv2.w"], torch.arange(4, dtype=torch.int32))
+    assert card["entropy_from"] == load_checkpoint(coded)[1]["weights_id"]
+    assert train_main(_args(photos, first, 5) + ["--resume"]) == 0  # the whole net moves on
+    with pytest.raises(SystemExit, match="encoder or the importance net differ"):
+        export_main(["--run", str(first), "--to", str(tmp_path / "refused")] + export)

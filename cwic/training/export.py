@@ -5,7 +5,10 @@ them as fp16 `model.safetensors` + `model.json` (with the training record), and 
 Kodak images that fp16 keeps the quality: the reference path (`model.reconstruct`, before
 entropy coding) at a few rates with fp32 and with the shipped fp16 weights.
 `python -m cwic train-entropy` then adds the entropy models and the calibrated levels (real
-file bpp, PSNR, MS-SSIM) to the same checkpoint.
+file bpp, PSNR, MS-SSIM) to the same checkpoint. A `cwic train --decoder-only` run codes exactly
+as its start did, so `--entropy-from START` carries the start's context models over instead
+(checked: the encoder and the importance net must be the start's, bit for bit); then
+`train-entropy --skip-train` re-measures the levels' quality and rewrites the golden file.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=Path, default=DEFAULT_CHECKPOINT)
     p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR, help="Kodak folder, or a pack's Kodak images")
     p.add_argument("--rates", type=float, nargs="+", default=list(CHECK_RATES), help="rates of the fp16 check")
+    p.add_argument(
+        "--entropy-from",
+        type=Path,
+        default=None,
+        help="a checkpoint whose context models and levels to keep: the start of a --decoder-only run",
+    )
     return p
 
 
@@ -66,9 +75,35 @@ def main(argv: list[str] | None = None) -> int:
         "raw_bpp = kept code bits + 4 bits per map entry",
         "rows": check,
     }
-    save_checkpoint(args.to, shipped, card, fp16=True)
+    extra = {}
+    if args.entropy_from:
+        card, extra = carry_entropy(shipped, card, args.entropy_from)
+    save_checkpoint(args.to, shipped, card, extra=extra, fp16=True)
     print(json.dumps(check, indent=1))
     return 0
+
+
+def carry_entropy(model: CWICModel, card: dict, source: Path) -> tuple[dict, dict]:
+    """The card and `entropy.*` tensors that give `model` the context models of `source`, which codes alike.
+
+    Context models are fitted to one encoder's codes and one importance net's maps: any other
+    analysis side would decode, but at a cost the levels no longer describe, so it is refused.
+    """
+    start, start_card, extra = load_checkpoint(source)
+    if "entropy" not in start_card or not extra:
+        raise SystemExit(f"cwic export: --entropy-from {source} has no context models")
+    mine, theirs = model.state_dict(), start.state_dict()
+    differ = [
+        k for k in theirs if not k.startswith("decoder.") and (k not in mine or not torch.equal(mine[k], theirs[k]))
+    ]
+    if mine.keys() != theirs.keys() or differ:
+        raise SystemExit(
+            f"cwic export: --entropy-from {source}: the encoder or the importance net differ from it "
+            f"({', '.join(differ[:3]) or 'other layers'}), so its context models do not fit these codes; "
+            "run `python -m cwic train-entropy` instead"
+        )
+    kept = {"entropy": start_card["entropy"], "levels": start_card.get("levels", [])}
+    return card | kept | {"entropy_from": start_card["weights_id"]}, extra
 
 
 def load_run(folder: Path) -> tuple[CWICModel, dict]:
