@@ -242,7 +242,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         text = stored[dest]
         if text == "None":
             value = None
-        elif isinstance(action, argparse._StoreTrueAction | argparse.BooleanOptionalAction):
+        elif action.nargs == 0:  # a flag: store_true or --x/--no-x
             value = text == "True"
         else:
             value = action.type(text) if action.type else text
