@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/compare_results.py OLD.json NEW.json [--codecs cwic cwic-uniform] [--out X.json]
 OLD and NEW are `results.json` files of `python -m cwic evaluate` (bpp from real .cwic files, mean
-over the same images); the previous shipped one is in git: `git show REV:docs/kodak/results.json`.
+over the same images); either may be given as REV:PATH, read from git (the one a commit shipped).
 Prints, per codec, the BD-rate of NEW against OLD in PSNR, SSIM and MS-SSIM, and the per-level
 changes of file size and quality.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,18 +42,28 @@ def compare(old: dict, new: dict, codecs: list[str]) -> dict:
     return out
 
 
+def read_result(spec: str) -> dict:
+    """A results.json from a file, or from git as REV:PATH (e.g. HEAD~3:docs/kodak/results.json)."""
+    if Path(spec).is_file() or ":" not in spec:
+        return json.loads(Path(spec).read_text())
+    shown = subprocess.run(["git", "show", spec], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    if shown.returncode:
+        raise SystemExit(f"compare_results: {spec}: {shown.stderr.strip()}")
+    return json.loads(shown.stdout)
+
+
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 2)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("old", type=Path)
-    ap.add_argument("new", type=Path)
+    ap.add_argument("old", help="results.json, or REV:PATH in git")
+    ap.add_argument("new", help="results.json, or REV:PATH in git")
     ap.add_argument("--codecs", nargs="+", default=["cwic", "cwic-uniform"])
     ap.add_argument("--out", type=Path, default=None, help="also write the comparison here as JSON")
     args = ap.parse_args(argv)
-    old, new = (json.loads(p.read_text()) for p in (args.old, args.new))
+    old, new = read_result(args.old), read_result(args.new)
     result = {
         "command": "python benchmarks/compare_results.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "old_checkpoint": old.get("checkpoint", {}).get("weights_id"),
