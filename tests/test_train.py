@@ -30,6 +30,15 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture
+def kodak(photos: Path, tmp_path: Path) -> Path:
+    """A one-image stand-in for the Kodak folder that `cwic export` checks fp16 on."""
+    folder = tmp_path / "kodak"
+    folder.mkdir()
+    Image.open(next(photos.glob("*.jpg"))).save(folder / "kodim01.png")
+    return folder
+
+
 def _args(photos: Path, out: Path, steps: int) -> list[str]:
     return [
         "--data", str(photos), "--kodak", str(photos / "none"), "--out", str(out), "--preset", "tiny",
@@ -117,10 +126,8 @@ def test_every_distortion_trains_the_autoencoder(photos: Path, tmp_path: Path, n
         assert keys and all(not np.array_equal(before[k].numpy(), after[k].numpy()) for k in keys), part
 
 
-def test_export_ships_fp16_weights_with_the_quality_check(photos: Path, tmp_path: Path) -> None:
-    run, shipped, kodak = tmp_path / "run", tmp_path / "shipped", tmp_path / "kodak"
-    kodak.mkdir()
-    Image.open(next(photos.glob("*.jpg"))).save(kodak / "kodim01.png")
+def test_export_ships_fp16_weights_with_the_quality_check(photos: Path, kodak: Path, tmp_path: Path) -> None:
+    run, shipped = tmp_path / "run", tmp_path / "shipped"
     assert train_main(_args(photos, run, 2)) == 0
     assert export_main(["--run", str(run), "--to", str(shipped), "--kodak", str(kodak), "--rates", "0.3"]) == 0
     model, card, _ = load_checkpoint(shipped)
@@ -148,7 +155,9 @@ def test_init_from_can_widen_the_layers(photos: Path, tmp_path: Path) -> None:
     assert info["preset"] == "medium" and info["init_from"]["widened_from"] == "tiny"
 
 
-def test_ema_schedule_rate_weighting_and_stochastic_bits_resume_exactly(photos: Path, tmp_path: Path) -> None:
+def test_ema_schedule_rate_weighting_and_stochastic_bits_resume_exactly(
+    photos: Path, kodak: Path, tmp_path: Path
+) -> None:
     recipe_args = ["--ema", "0.9", "--decay-steps", "4", "--lr-end", "1e-5"]
     recipe_args += ["--rate-weight", "per-db", "--full-rate-frac", "0.5", "--binarize", "stochastic"]
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -167,9 +176,6 @@ def test_ema_schedule_rate_weighting_and_stochastic_bits_resume_exactly(photos: 
     # an --ema run ships its averaged weights, not the last step's
     ema, live = load_file(str(split / "ema.safetensors")), load_file(str(split / "train_state.safetensors"))
     assert int(ema["updates"]) == 6
-    kodak = tmp_path / "kodak"
-    kodak.mkdir()
-    Image.open(next(photos.glob("*.jpg"))).save(kodak / "kodim01.png")
     assert export_main(["--run", str(split), "--to", str(tmp_path / "shipped"), "--kodak", str(kodak)]) == 0
     model, _, _ = load_checkpoint(tmp_path / "shipped")
     first = next(model.parameters()).detach()
@@ -177,7 +183,7 @@ def test_ema_schedule_rate_weighting_and_stochastic_bits_resume_exactly(photos: 
     assert not torch.equal(first, live["model.encoder.body.0.weight"].half().float())
 
 
-def test_decoder_only_keeps_the_codes_and_resumes_as_decoder_only(photos: Path, tmp_path: Path) -> None:
+def test_decoder_only_keeps_the_codes_and_resumes_as_decoder_only(photos: Path, kodak: Path, tmp_path: Path) -> None:
     first, tuned = tmp_path / "first", tmp_path / "tuned"
     assert train_main(_args(photos, first, 3)) == 0
     start, _, _ = load_checkpoint(first / "best")
@@ -196,9 +202,6 @@ def test_decoder_only_keeps_the_codes_and_resumes_as_decoder_only(photos: Path, 
         tmp_path / "coded", start, start_card | {"entropy": {"fitted": "here"}, "levels": [{"level": 1, "rate": 0.5}]},
         extra={"entropy.bits.conv2.w": torch.arange(4, dtype=torch.int32)},
     )  # fmt: skip
-    kodak = tmp_path / "kodak"
-    kodak.mkdir()
-    Image.open(next(photos.glob("*.jpg"))).save(kodak / "kodim01.png")
     export = ["--kodak", str(kodak), "--rates", "0.5", "--entropy-from", str(coded)]
     assert export_main(["--run", str(tuned), "--to", str(tmp_path / "shipped")] + export) == 0
     _, card, extra = load_checkpoint(tmp_path / "shipped")

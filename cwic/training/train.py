@@ -272,12 +272,13 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
     resuming = args.resume and (out / "train_state.json").is_file()
+    saved = json.loads((out / "train_state.json").read_text()) if resuming else {}
     if (args.grow_n or args.widen) and (resuming or not args.init_from):
         raise SystemExit("--grow-n and --widen start a new run: use them with --init-from, not on a resumed one")
     if (args.gdn or args.zero_init_residual) and args.init_from and not resuming:
         raise SystemExit("--gdn and --zero-init-residual start a fresh run, not an --init-from one")
     if resuming:
-        model = CWICModel(ModelConfig.from_dict(json.loads((out / "train_state.json").read_text())["config"]))
+        model = CWICModel(ModelConfig.from_dict(saved["config"]))
         if args.gdn and not model.config.gdn:  # the same command with --resume is fine; a changed transform is not
             raise SystemExit("--gdn: this run was started with ReLU transforms and keeps them")
     elif args.init_from:
@@ -293,9 +294,8 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
     if args.mean_shift is not None:
         model.config = replace(model.config, mean_shift=args.mean_shift)
     model = model.to(dev)
-    decoder_only = args.decoder_only
-    if resuming:  # a run keeps what it trains: its optimizer holds the moments of those parameters alone
-        decoder_only = bool(json.loads((out / "train_state.json").read_text()).get("decoder_only", False))
+    # a resumed run keeps what it trains: its optimizer holds the moments of those parameters alone
+    decoder_only = bool(saved.get("decoder_only", False)) if resuming else args.decoder_only
     for part in (model.encoder, model.importance):
         part.requires_grad_(not decoder_only)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
