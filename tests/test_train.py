@@ -142,7 +142,7 @@ def test_init_from_can_grow_the_code(photos: Path, tmp_path: Path) -> None:
     assert train_main(_args(photos, grown, 4) + ["--init-from", str(first / "best"), "--grow-n", "128"]) == 0
     info = json.loads((grown / "train_state.json").read_text())
     assert info["config"]["n"] == 128 and info["init_from"]["grown_from_n"] == 64 and info["step"] == 4
-    with pytest.raises(SystemExit, match="--grow-n and --widen start a new run"):
+    with pytest.raises(SystemExit, match="--grow-n, --widen and --widen-decoder start a new run"):
         train_main(_args(photos, grown, 5) + ["--resume", "--grow-n", "256"])
 
 
@@ -153,6 +153,29 @@ def test_init_from_can_widen_the_layers(photos: Path, tmp_path: Path) -> None:
     info = json.loads((wide / "train_state.json").read_text())
     assert info["config"]["dec1"] == PRESETS["medium"].dec1 and info["config"]["n"] == 64
     assert info["preset"] == "medium" and info["init_from"]["widened_from"] == "tiny"
+
+
+def test_a_decoder_only_run_can_widen_the_decoder_and_keep_the_context_models(
+    photos: Path, kodak: Path, tmp_path: Path
+) -> None:
+    first, wide = tmp_path / "first", tmp_path / "wide"
+    assert train_main(_args(photos, first, 3)) == 0
+    start, start_card, _ = load_checkpoint(first / "best")
+    grow = ["--init-from", str(first / "best"), "--widen-decoder", "slim", "--decoder-only"]
+    assert train_main(_args(photos, wide, 5) + grow) == 0
+    info = json.loads((wide / "train_state.json").read_text())
+    assert info["config"]["dec1"] == PRESETS["slim"].dec1 and info["config"]["enc1"] == PRESETS["tiny"].enc1
+    assert info["init_from"]["decoder_widened_to"] == "slim" and info["decoder_only"]
+    coded = save_checkpoint(
+        tmp_path / "coded", start, start_card | {"entropy": {"fitted": "here"}, "levels": [{"level": 1, "rate": 0.5}]},
+        extra={"entropy.bits.conv2.w": torch.arange(4, dtype=torch.int32)},
+    )  # fmt: skip
+    export = ["--kodak", str(kodak), "--rates", "0.5", "--entropy-from", str(coded)]
+    assert export_main(["--run", str(wide), "--to", str(tmp_path / "shipped")] + export) == 0
+    shipped, card, _ = load_checkpoint(tmp_path / "shipped")
+    assert card["entropy"] == {"fitted": "here"} and shipped.config.dec2 == PRESETS["slim"].dec2
+    with pytest.raises(SystemExit, match="start a new run"):
+        train_main(_args(photos, wide, 6) + ["--resume", "--widen-decoder", "medium"])
 
 
 def test_ema_schedule_rate_weighting_and_stochastic_bits_resume_exactly(

@@ -1,5 +1,6 @@
 """Growing a trained network without starting over: a wider code (`grow_codes`) or wider layers
-(`widen`), both computing exactly the same function at first (`cwic train --grow-n / --widen`)."""
+(`widen`, `widen_decoder`), all computing exactly the same function at first (`cwic train --grow-n /
+--widen / --widen-decoder`)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,18 @@ def widen(model: CWICModel, config: ModelConfig) -> CWICModel:
         else:
             w[tuple(slice(0, s) for s in src.shape)] = src
     return wide
+
+
+DECODER_WIDTHS = ("dec1", "dec2", "dec_inner", "dec_out")
+
+
+def widen_decoder(model: CWICModel, config: ModelConfig) -> CWICModel:
+    """`widen` for the decoder's layers alone, to `config`'s decoder widths (none narrowed).
+
+    For `cwic train --decoder-only`: the encoder and the importance net stay as they are, so the
+    codes, the maps and the context models fitted to them stay valid, and encoding costs no more.
+    At slim widths only dec2 / 16 = 8 channels per pixel reach full resolution; this is the way to
+    give the decoder the paper's 16 without touching the code.
+    """
+    old = model.config
+    return widen(model, replace(old, **{f: max(getattr(old, f), getattr(config, f)) for f in DECODER_WIDTHS}))
