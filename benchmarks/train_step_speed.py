@@ -33,6 +33,7 @@ from cwic.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 from cwic.models.config import PRESETS  # noqa: E402
 from cwic.models.network import Binarize, CWICModel, ImportanceMask  # noqa: E402
 from cwic.training.data import DEFAULT_TRAIN_DIR, PatchSampler, list_images  # noqa: E402
+from cwic.training.train import cpu_has_bf16  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {"fp32": (False, False), "channels_last": (False, True), "bf16": (True, False), "bf16+cl": (True, True)}
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "patch": 128,
         "cpu": f"{platform.machine()} ({platform.processor() or 'cpu'}), 1 thread",
+        "cpu_bf16": cpu_has_bf16(),  # without AVX512-BF16 / AMX, bf16 is emulated and slower
         "torch": torch.__version__,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "rows": rows,

@@ -234,3 +234,13 @@ def test_decoder_only_keeps_the_codes_and_resumes_as_decoder_only(photos: Path, 
     assert train_main(_args(photos, first, 5) + ["--resume"]) == 0  # the whole net moves on
     with pytest.raises(SystemExit, match="encoder or the importance net differ"):
         export_main(["--run", str(first), "--to", str(tmp_path / "refused")] + export)
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_named_slow(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr("cwic.training.train.cpu_has_bf16", lambda: False)
+    assert train_main(_args(photos, tmp_path / "run", 1) + ["--amp", "bf16"]) == 0
+    assert "--amp none is the faster setting" in capsys.readouterr().err
+    info = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    assert info["sessions"][-1]["cpu_bf16"] is False

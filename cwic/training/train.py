@@ -25,7 +25,9 @@ GPUs"): `--batch` is the global batch, drawn in `--shards` independent streams (
 the data of a run does not depend on how many processes train it. On CUDA: bf16 autocast for the
 decoder (the encoder, the importance net, the binarizer, the mask and the loss stay float32, TF32
 off: low precision there flips code bits against the CPU codec), cudnn autotuning, batches drawn
-ahead in a background thread. `--amp bf16 --channels-last` is also the fastest CPU setting.
+ahead in a background thread. `--amp bf16 --channels-last` is also the fastest setting on a CPU
+with bf16 instructions (AVX512-BF16 or AMX); on one without them bf16 is emulated and slower than
+float32, and `cwic train` says so.
 `--data` takes a photo folder or a pack from `cwic pack-data`.
 """
 
@@ -36,6 +38,7 @@ import json
 import math
 import platform
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -449,6 +452,12 @@ def _loop(run: _Run, stop: dict) -> int:
     dev, config, out = ranks.device, model.config, args.out
     net = torch.nn.parallel.DistributedDataParallel(model) if ranks.world > 1 else model
     amp = args.amp if args.amp is not None else ("bf16" if dev.type == "cuda" else "none")
+    if amp == "bf16" and dev.type == "cpu" and ranks.main and not cpu_has_bf16():
+        print(
+            "cwic train: warning: this CPU has no bf16 instructions (AVX512-BF16 / AMX), so --amp bf16 is "
+            "emulated and slower than float32 here (docs/training.md); --amp none is the faster setting",
+            file=sys.stderr,
+        )
     first_step = info["step"]  # warm-up counts from here when the optimizer starts afresh
     fresh_optimizer = not opt.state
     log = (out / "log.jsonl").open("a") if ranks.main else None
@@ -620,11 +629,21 @@ def recipe(config: ModelConfig, sessions: list[dict]) -> str:
     return text + ("; p shifted so that mean(p) = r (mean_shift): the hinges are zero" if config.mean_shift else "")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively; without it autocast emulates bf16, about 4x slower per step."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return True  # cannot tell (not Linux): no warning
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _session(args: argparse.Namespace, ranks: distributed.Ranks) -> dict:
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
         "cpu_count": torch.get_num_threads(),
+        "cpu_bf16": cpu_has_bf16(),
         "device": str(ranks.device),
         "processes": ranks.world,
         "torch": torch.__version__,
