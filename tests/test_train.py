@@ -47,6 +47,17 @@ def _args(photos: Path, out: Path, steps: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _coded_start(start: Path, kodak: Path, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A copy of checkpoint `start` with stand-in context models and levels, and the `cwic export`
+    options that carry them over to a run trained from it."""
+    model, card, _ = load_checkpoint(start)
+    coded = save_checkpoint(
+        tmp_path / "coded", model, card | {"entropy": {"fitted": "here"}, "levels": [{"level": 1, "rate": 0.5}]},
+        extra={"entropy.bits.conv2.w": torch.arange(4, dtype=torch.int32)},
+    )  # fmt: skip
+    return coded, ["--kodak", str(kodak), "--rates", "0.5", "--entropy-from", str(coded)]
+
+
 def test_resume_continues_the_same_run(photos: Path, tmp_path: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train_main(_args(photos, straight, 5)) == 0
@@ -160,17 +171,12 @@ def test_a_decoder_only_run_can_widen_the_decoder_and_keep_the_context_models(
 ) -> None:
     first, wide = tmp_path / "first", tmp_path / "wide"
     assert train_main(_args(photos, first, 3)) == 0
-    start, start_card, _ = load_checkpoint(first / "best")
     grow = ["--init-from", str(first / "best"), "--widen-decoder", "slim", "--decoder-only"]
     assert train_main(_args(photos, wide, 5) + grow) == 0
     info = json.loads((wide / "train_state.json").read_text())
     assert info["config"]["dec1"] == PRESETS["slim"].dec1 and info["config"]["enc1"] == PRESETS["tiny"].enc1
     assert info["init_from"]["decoder_widened_to"] == "slim" and info["decoder_only"]
-    coded = save_checkpoint(
-        tmp_path / "coded", start, start_card | {"entropy": {"fitted": "here"}, "levels": [{"level": 1, "rate": 0.5}]},
-        extra={"entropy.bits.conv2.w": torch.arange(4, dtype=torch.int32)},
-    )  # fmt: skip
-    export = ["--kodak", str(kodak), "--rates", "0.5", "--entropy-from", str(coded)]
+    _, export = _coded_start(first / "best", kodak, tmp_path)
     assert export_main(["--run", str(wide), "--to", str(tmp_path / "shipped")] + export) == 0
     shipped, card, _ = load_checkpoint(tmp_path / "shipped")
     assert card["entropy"] == {"fitted": "here"} and shipped.config.dec2 == PRESETS["slim"].dec2
@@ -220,12 +226,7 @@ def test_decoder_only_keeps_the_codes_and_resumes_as_decoder_only(photos: Path, 
         assert same == (not name.startswith("decoder.")), name
 
     # its export keeps the start's context models; a run that moved the encoder cannot borrow them
-    start_card = json.loads((first / "best" / "model.json").read_text())
-    coded = save_checkpoint(
-        tmp_path / "coded", start, start_card | {"entropy": {"fitted": "here"}, "levels": [{"level": 1, "rate": 0.5}]},
-        extra={"entropy.bits.conv2.w": torch.arange(4, dtype=torch.int32)},
-    )  # fmt: skip
-    export = ["--kodak", str(kodak), "--rates", "0.5", "--entropy-from", str(coded)]
+    coded, export = _coded_start(first / "best", kodak, tmp_path)
     assert export_main(["--run", str(tuned), "--to", str(tmp_path / "shipped")] + export) == 0
     _, card, extra = load_checkpoint(tmp_path / "shipped")
     assert card["entropy"] == {"fitted": "here"} and card["levels"] == [{"level": 1, "rate": 0.5}]
