@@ -1,14 +1,20 @@
-"""Context models of any width and kernel train, export to integers and code bit-exactly."""
+"""Context models of any width and kernel train, export to integers, code bit-exactly and warm-start."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from cwic.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from cwic.entropy_models.context_model import BitContext, MapContext, export_int, import_int, int_shape, lookup_tables
 from cwic.entropy_models.entropy_coder import EntropyModel
-from cwic.models.network import mask_from_levels
+from cwic.models.config import ModelConfig
+from cwic.models.network import CWICModel, mask_from_levels
+from cwic.training import train_entropy
 from cwic.training.train_entropy import fit
 
 N, L = 64, 16
@@ -46,3 +52,31 @@ def test_a_warm_start_reloads_the_exported_integers_exactly() -> None:
     assert all(torch.equal(ints[k], v) for k, v in export_int(again, "entropy.bits").items())
     with pytest.raises(ValueError, match="shape"):
         import_int(BitContext(N, L, 8, 3), ints, "entropy.bits")
+
+
+def _no_context_models(folder: Path, config: ModelConfig) -> Path:
+    return save_checkpoint(folder, CWICModel(config), {"format": "cwic-checkpoint/1"})
+
+
+def test_a_warm_start_from_another_checkpoint_is_checked_before_any_code_is_extracted(tmp_path: Path) -> None:
+    target = _no_context_models(tmp_path / "target", ModelConfig())
+    missing = tmp_path / "no-data"  # extraction would fail on it: the check must come first
+    bare = _no_context_models(tmp_path / "bare", ModelConfig())
+    with pytest.raises(SystemExit, match="bare has no context models yet"):
+        train_entropy.main(["--checkpoint", str(target), "--warm-start-from", str(bare), "--data", str(missing)])
+    other = _no_context_models(tmp_path / "n32", replace(ModelConfig(), n=32))
+    with pytest.raises(SystemExit, match="codes n = 32, L = 16"):
+        train_entropy.main(["--checkpoint", str(target), "--warm-start-from", str(other), "--data", str(missing)])
+
+
+def test_a_warm_start_from_the_shipped_checkpoint_continues_its_fit(tmp_path: Path) -> None:
+    shipped, card, _ = load_checkpoint(DEFAULT_CHECKPOINT)
+    target = save_checkpoint(tmp_path / "fine-tuned", shipped, {"format": card["format"]})
+    argv = ["--checkpoint", str(target), "--warm-start-from", str(DEFAULT_CHECKPOINT), "--minutes", "0.02"]
+    train_entropy.main([*argv, "--crops", "4", "--no-calibrate", "--no-golden"])
+    _, fitted, extra = load_checkpoint(target)
+    assert fitted["entropy"]["warm_start_from"]["checkpoint"] == card["weights_id"]
+    assert fitted["entropy"]["steps"] > card["entropy"]["steps"]
+    shape = ("width", "kernel")
+    assert [fitted["entropy"][k] for k in shape] == [card["entropy"][k] for k in shape]
+    assert "entropy.bits.conv2.w" in extra

@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue from the checkpoint's own context models (their width and kernel) instead of a fresh init",
     )
+    p.add_argument(
+        "--warm-start-from",
+        type=Path,
+        help="continue from another checkpoint's context models (same n and L): for a fine-tuned "
+        "encoder whose codes moved a little from that checkpoint's, cheaper than a fresh fit",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest beside a training run)")
     p.add_argument("--skip-train", action="store_true", help="keep the entropy models; only calibrate + golden")
@@ -128,20 +134,18 @@ def train(args) -> None:
     t0 = time.time()
     model, card, extra = load_checkpoint(args.checkpoint)
     n, L = model.config.n, model.config.levels
+    width, kernel, before, source = args.width, args.kernel, {}, None
+    if args.warm_start or args.warm_start_from:  # checked before the minutes of code extraction
+        source, before = warm_start_source(args, model, card, extra)
+        width, kernel = int_shape(source, "entropy.bits")
     rng = np.random.default_rng(args.seed)
     codes, val = training_codes(model, args.data, args.crops, args.rates_per_crop, rng)
     print(f"codes extracted in {time.time() - t0:.0f} s: {len(codes[1])} train, {len(val[1])} validation", flush=True)
 
-    width, kernel, before = args.width, args.kernel, {}
-    if args.warm_start:
-        if "entropy.bits.conv2.w" not in extra:
-            raise SystemExit(f"cwic train-entropy: --warm-start: {args.checkpoint} has no context models yet")
-        width, kernel = int_shape(extra, "entropy.bits")
-        before = card.get("entropy", {})
     map_net, bit_net = MapContext(L, width, kernel), BitContext(n, L, width, kernel)
-    if args.warm_start:
-        import_int(map_net, extra, "entropy.map")
-        import_int(bit_net, extra, "entropy.bits")
+    if source is not None:
+        import_int(map_net, source, "entropy.map")
+        import_int(bit_net, source, "entropy.bits")
         with torch.no_grad():
             vb, vm = _eval(map_net, bit_net, *val, n, L)
         print(f"warm start: {vb:.4f} bits per kept bit, {vm:.4f} bits per map entry", flush=True)
@@ -165,6 +169,25 @@ def train(args) -> None:
     if before:
         card["entropy"]["warm_start_from"] = before
     _save(args.checkpoint, model, card, extra)
+
+
+def warm_start_source(args, model, card: dict, extra: dict) -> tuple[dict, dict]:
+    """The `entropy.*` tensors to continue from (the checkpoint's own, or --warm-start-from's) and their card entry."""
+    flag, path = "--warm-start", args.checkpoint
+    if args.warm_start_from:
+        flag, path = "--warm-start-from", args.warm_start_from
+        other, card, extra = load_checkpoint(path)
+        if (other.config.n, other.config.levels) != (model.config.n, model.config.levels):
+            raise SystemExit(
+                f"cwic train-entropy: {flag}: {path} codes n = {other.config.n}, L = {other.config.levels}; "
+                f"{args.checkpoint} codes n = {model.config.n}, L = {model.config.levels}"
+            )
+    if "entropy.bits.conv2.w" not in extra:
+        raise SystemExit(f"cwic train-entropy: {flag}: {path} has no context models yet")
+    before = dict(card.get("entropy", {}))
+    if args.warm_start_from:
+        before["checkpoint"] = card["weights_id"]  # fitted to that checkpoint's codes
+    return extra, before
 
 
 def training_codes(model, data: Path, crops: int, per_crop: int, rng: np.random.Generator) -> tuple[tuple, tuple]:
