@@ -94,6 +94,13 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert err.count("cwic evaluate:") == 2 and "Traceback" not in err
 
 
+def test_rate_matching_without_cwic_is_refused_rather_than_writing_no_rows(images, tmp_path, capsys):
+    argv = ["--images", str(images), "--out", str(tmp_path / "o"), "--no-sweep", "--codecs", "cwic-uniform", "jpeg2000"]
+    assert evaluate.main(argv) == 2
+    assert "jpeg2000 can only be rate-matched to cwic's levels" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_bench_times_every_codec(images, tmp_path, capsys):
     from cwic.evaluation import bench
 

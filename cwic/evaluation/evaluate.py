@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    classical = [c for c in args.codecs if c in baselines.CODECS]
+    if args.no_sweep and classical and "cwic" not in args.codecs:
+        print(
+            f"cwic evaluate: with --no-sweep, {', '.join(classical)} can only be rate-matched to cwic's levels: "
+            "add cwic to --codecs, or drop --no-sweep",
+            file=sys.stderr,
+        )
+        return 2
     try:
         images = _list_images(args.images, args.limit)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
