@@ -15,7 +15,7 @@ from cwic.models.config import PRESETS, ModelConfig
 from cwic.models.network import ResBlock
 from cwic.training.export import main as export_main
 from cwic.training.train import main as train_main
-from cwic.training.train import recipe, scheduled_lr
+from cwic.training.train import map_total_variation, parse_args, recipe, scheduled_lr
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +245,17 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_named_slow(
     assert "--amp none is the faster setting" in capsys.readouterr().err
     info = json.loads((tmp_path / "run" / "train_state.json").read_text())
     assert info["sessions"][-1]["cpu_bf16"] is False
+
+
+def test_map_total_variation_counts_level_steps_between_neighbours() -> None:
+    assert map_total_variation(torch.full((2, 1, 4, 4), 0.3), 16).tolist() == [0.0, 0.0]
+    p = torch.tensor([[0.0, 1 / 16], [0.0, 1 / 16]]).view(1, 1, 2, 2)  # one level across, none down
+    assert map_total_variation(p, 16).item() == pytest.approx(0.5)
+
+
+def test_a_map_tv_run_logs_the_variation_and_resumes_with_its_weight(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tv"
+    assert train_main(_args(photos, out, 20) + ["--mean-shift", "--map-tv", "3"]) == 0
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any(row.get("map_tv", -1) >= 0 for row in rows if "eval" not in row)
+    assert parse_args(["--out", str(out), "--resume"]).map_tv == 3.0

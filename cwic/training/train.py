@@ -11,6 +11,9 @@ D is MSE, or 1 - MS-SSIM with `--distortion ms-ssim` (a fine-tune for the SSIM m
 With `--rate-weight per-db` each sample's D is divided by its own (detached) value times the batch
 mean, so every sample counts by its relative error (equal weight per dB) instead of low rates
 dominating; `--full-rate-frac` draws that share of samples at r = 1 (every channel kept).
+`--map-tv` adds the map's total variation (mean absolute difference of L * p between neighbours,
+weighted by the batch-mean D so its weight does not drift with the distortion): the map is coded
+at 1-3 bits per entry, barely below its marginal entropy, and nothing else in the loss prices it.
 `--decay-steps` makes the learning rate fall along one cosine to `--lr-end`; `--ema` keeps an
 exponential moving average of the weights, which evaluation, `best/` and `export` use.
 `--binarize stochastic` draws each training bit as 1 with probability e instead of thresholding
@@ -180,6 +183,13 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         default="none",
         help="per-db: weight each sample's distortion by the batch mean over its own value (equal weight per dB)",
     )
+    p.add_argument(
+        "--map-tv",
+        type=float,
+        default=0.0,
+        help="weight of the map's total variation (in levels, times the batch-mean distortion): a proxy "
+        "for the map's coded size, which the mean-shifted loss does not see (docs/training.md, session 18)",
+    )
     p.add_argument("--uniform-steps", type=int, default=1000, help="stage-1 steps with uniform maps only")
     p.add_argument("--uniform-frac", type=float, default=0.125, help="share of uniform maps after stage 1")
     p.add_argument(
@@ -227,6 +237,14 @@ NOT_INHERITED = frozenset(
     "data kodak out resume init_from grow_n widen widen_decoder preset gdn zero_init_residual minutes steps "
     "save_minutes threads device prefetch".split()
 )
+
+
+def map_total_variation(p: torch.Tensor, levels: int) -> torch.Tensor:
+    """Per-sample mean |difference| of levels * p between horizontal and vertical neighbours, (B,)."""
+    q = p.float() * levels
+    dy = (q[..., 1:, :] - q[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+    dx = (q[..., :, 1:] - q[..., :, :-1]).abs().mean(dim=(1, 2, 3))
+    return (dx + dy) / 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -500,10 +518,12 @@ def _loop(run: _Run, stop: dict) -> int:
         mse = dist.detach() if args.distortion == "mse" else ((x_hat.detach() - x) ** 2).mean(dim=(1, 2, 3))
         mean_p = res["p"].mean(dim=(1, 2, 3))
         over, under = torch.clamp(mean_p - rate, min=0), torch.clamp(rate - mean_p, min=0)
+        batch_mean = distributed.all_sum(dist.detach().sum(), ranks) / args.batch
         if args.rate_weight == "per-db":  # normalised by the mean over the global batch, on every rank
-            batch_mean = distributed.all_sum(dist.detach().sum(), ranks) / args.batch
             dist = dist * (batch_mean / dist.detach().clamp(min=1e-12))
-        loss = (dist + (args.gamma * over + args.gamma_under * under) * learned).mean()
+        tv = map_total_variation(res["p"], config.levels)
+        map_term = args.map_tv * batch_mean * tv if args.map_tv else torch.zeros_like(tv)
+        loss = (dist + (args.gamma * over + args.gamma_under * under + map_term) * learned).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()  # DDP all-reduces (averages) the gradients here
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -516,6 +536,7 @@ def _loop(run: _Run, stop: dict) -> int:
             "psnr": (-10 * torch.log10(mse)).sum(),
             "raw_bpp": res["mask"].detach().float().mean(dim=(1, 2, 3)).sum() * config.n / 64,
             "p_minus_r": ((mean_p.detach() - rate) * learned).sum(),
+            "map_tv": (tv.detach() * learned).sum(),
             "learned": learned.sum(),
             "samples": torch.tensor(x.shape[0], device=dev),
         }
@@ -539,6 +560,7 @@ def _loop(run: _Run, stop: dict) -> int:
                 }
                 if sums["learned"]:
                     row["p_minus_r"] = round(sums["p_minus_r"] / sums["learned"], 5)
+                    row["map_tv"] = round(sums["map_tv"] / sums["learned"], 4)
                 _log(log, row)
                 print(json.dumps(row), flush=True)
             last_step_time, last_step = now, step
