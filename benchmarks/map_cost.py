@@ -26,12 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 
 from cwic import Codec  # noqa: E402
 from cwic.evaluation.bdrate import bd_rate_curves  # noqa: E402
-from cwic.evaluation.evaluate import score  # noqa: E402
+from cwic.evaluation.evaluate import METRICS, score  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
 from cwic.training.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ("psnr-rgb", "ssim-rgb", "ms-ssim-rgb")
 
 
 def curves(codec: Codec, files: list[Path]) -> dict[str, dict[str, list[float]]]:

@@ -13,28 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
 from cwic.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
-from cwic.entropy_models.context_model import (  # noqa: E402
-    MAP_STAGES,
-    MapContext,
-    import_int,
-    int_shape,
-    map_inputs,
-    rate_plane_value,
-)
+from cwic.entropy_models.context_model import MAP_STAGES, MapContext, import_int, int_shape, rate_plane_value  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
 from cwic.models.network import pad_to_multiple, quantize_importance  # noqa: E402
 from cwic.training.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
+from cwic.training.train_entropy import map_bits_by_stage  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,14 +46,10 @@ def stage_costs(checkpoint: Path, files: list[Path]) -> list[dict]:
     for level in card["levels"]:
         bits, count, marginal = np.zeros(len(MAP_STAGES)), np.zeros(len(MAP_STAGES)), []
         for feat in feats:
-            q = quantize_importance(model.importance_map(feat, level["rate"]), model.config.levels)
-            rate_int = torch.tensor([rate_plane_value(level["rate"])])
-            for s in range(len(MAP_STAGES)):
-                stage = torch.tensor([s])
-                x, pos = map_inputs(q, stage, rate_int)
-                ce = F.cross_entropy(net(x, stage), q[:, 0], reduction="none") * pos[:, 0].float()
-                bits[s] += float(ce.sum()) / math.log(2)
-                count[s] += float(pos.sum())
+            q = quantize_importance(model.importance_map(feat, level["rate"]), model.config.levels)[:, 0]
+            stage_bits, entries = map_bits_by_stage(net, q, torch.tensor([rate_plane_value(level["rate"])]))
+            bits += stage_bits
+            count += entries
             hist = np.bincount(q.flatten().numpy(), minlength=model.config.levels) / q.numel()
             marginal.append(float(-(hist[hist > 0] * np.log2(hist[hist > 0])).sum()))
         out.append(

@@ -518,7 +518,8 @@ def _loop(run: _Run, stop: dict) -> int:
         mse = dist.detach() if args.distortion == "mse" else ((x_hat.detach() - x) ** 2).mean(dim=(1, 2, 3))
         mean_p = res["p"].mean(dim=(1, 2, 3))
         over, under = torch.clamp(mean_p - rate, min=0), torch.clamp(rate - mean_p, min=0)
-        batch_mean = distributed.all_sum(dist.detach().sum(), ranks) / args.batch
+        if args.rate_weight == "per-db" or args.map_tv:  # one all-reduce, only where a term needs it
+            batch_mean = distributed.all_sum(dist.detach().sum(), ranks) / args.batch
         if args.rate_weight == "per-db":  # normalised by the mean over the global batch, on every rank
             dist = dist * (batch_mean / dist.detach().clamp(min=1e-12))
         tv = map_total_variation(res["p"], config.levels)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import DEFAULT_CHECKPOINT, REPO_ROOT, load_checkpoint, save_checkpoint
 from ..entropy_models.context_model import (
+    MAP_STAGES,
     BitContext,
     MapContext,
     bit_inputs,
@@ -280,7 +281,7 @@ def _losses(map_net, bit_net, bits, q, rates, n, L, rng, present_stages: bool = 
 
 def _eval(map_net, bit_net, bits, q, rates, n, L):
     """Exact-stage averages over every stage of the validation codes (float models)."""
-    tot_b = tot_nb = tot_m = tot_nm = 0.0
+    tot_b = tot_nb = 0.0
     qq = q[:, None]
     mask = mask_from_levels(qq, n, L)
     bits_pm = (2 * bits.float() - 1) * mask
@@ -292,12 +293,20 @@ def _eval(map_net, bit_net, bits, q, rates, n, L):
         w = coded.float().expand_as(target)
         tot_b += float((F.binary_cross_entropy_with_logits(bit_net(x, st), target, reduction="none") * w).sum())
         tot_nb += float(w.sum())
-    for s in range(4):
-        st = torch.full((B,), s)
-        xm, pos = map_inputs(qq, st, rates)
-        tot_m += float((F.cross_entropy(map_net(xm, st), q, reduction="none") * pos[:, 0].float()).sum())
-        tot_nm += float(pos.float().sum())
-    return tot_b / tot_nb / math.log(2), tot_m / tot_nm / math.log(2)
+    map_bits, map_entries = map_bits_by_stage(map_net, q, rates)
+    return tot_b / tot_nb / math.log(2), sum(map_bits) / sum(map_entries)
+
+
+def map_bits_by_stage(map_net, q: torch.Tensor, rates: torch.Tensor) -> tuple[list[float], list[float]]:
+    """(bits, entries) of maps q (B, h, w) under the float map model, per map stage."""
+    bits, entries = [], []
+    for s in range(len(MAP_STAGES)):
+        st = torch.full((len(q),), s)
+        x, pos = map_inputs(q[:, None], st, rates)
+        nats = F.cross_entropy(map_net(x, st), q, reduction="none") * pos[:, 0].float()
+        bits.append(float(nats.sum()) / math.log(2))
+        entries.append(float(pos.float().sum()))
+    return bits, entries
 
 
 # -- 4. level calibration ---------------------------------------------------------------------------
