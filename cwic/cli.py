@@ -46,6 +46,16 @@ def encode_main(argv: list[str] | None = None) -> int:
     g.add_argument("--level", type=int, default=None, help="rate level, 1 (smallest) .. 6 (default 3)")
     g.add_argument("--bpp", type=float, default=None, help="target file size in bits per pixel")
     p.add_argument("--uniform", action="store_true", help="ablation: constant importance map")
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="encoder-side refinement steps on the codes (slower encoding, better quality; docs/refinement.md)",
+    )
+    p.add_argument(
+        "--refine-for", nargs="+", default=["psnr", "ssim"], metavar="METRIC", help="psnr, ssim and/or ms-ssim"
+    )
     _checkpoint_arg(p)
 
     def body() -> int:
@@ -55,9 +65,12 @@ def encode_main(argv: list[str] | None = None) -> int:
 
         rgb = load_rgb(args.input)
         codec = Codec.load(args.checkpoint)
-        c = codec.compress(rgb, level=args.level, bpp=args.bpp, uniform=args.uniform)
+        c = codec.compress(
+            rgb, level=args.level, bpp=args.bpp, uniform=args.uniform, refine=args.refine, refine_for=args.refine_for
+        )
         args.output.write_bytes(c.data)
-        print(json.dumps({"output": str(args.output), "bytes": len(c.data), "bpp": round(c.bpp, 5), "level": c.level}))
+        out = {"output": str(args.output), "bytes": len(c.data), "bpp": round(c.bpp, 5), "level": c.level}
+        print(json.dumps(out | {"refine_steps": c.refine_steps}))
         return 0
 
     return _run(body)

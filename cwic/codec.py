@@ -20,6 +20,7 @@ from .entropy_models.entropy_coder import EntropyModel
 from .errors import CheckpointError, ImageError
 from .images import check_rgb
 from .models.network import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance
+from .refinement import DEFAULT_METRICS, check_metrics, rd_slope, refine_codes
 
 DEFAULT_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)  # used until `train-entropy` calibrates the card
 DEFAULT_LEVEL = 3
@@ -37,6 +38,7 @@ class Compressed:
     level: int  # 0 when compressed with bpp=
     rate: float  # the rate r stored in the header
     uniform: bool
+    refine_steps: int  # encoder-side refinement steps the codes got (0: the encoder's own codes)
     importance: np.ndarray  # (h, w) float32 p (after uniform / roi)
     importance_levels: np.ndarray  # (h, w) int q in [0, L)
     kept_channels: np.ndarray  # (h, w) int (n/L)(q+1)
@@ -132,13 +134,24 @@ class Codec:
         bpp: float | None = None,
         uniform: bool = False,
         roi: np.ndarray | None = None,
+        refine: int = 0,
+        refine_for: tuple[str, ...] = DEFAULT_METRICS,
     ) -> Compressed:
-        """Compress an H x W x 3 uint8 image at `level` (default 3) or at a target `bpp` (file size)."""
+        """Compress an H x W x 3 uint8 image at `level` (default 3) or at a target `bpp` (file size).
+
+        `refine` > 0 runs that many encoder-side refinement steps on the codes for the metrics
+        `refine_for` (cwic.refinement: better quality for the bits, any decoder reads the file).
+        With `bpp`, the size is searched with the encoder's own codes and the refined codes are
+        coded at that rate, so the file can be a few per cent off the target.
+        """
         rgb = check_rgb(rgb)
         if level is not None and bpp is not None:
             raise ValueError("give level or bpp, not both")
+        if isinstance(refine, bool) or not (isinstance(refine, int) and 0 <= refine <= 1000):
+            raise ValueError(f"refine must be a whole number of steps in [0, 1000], got {refine!r}")
+        refine_for = check_metrics(refine_for)
         h_img, w_img = rgb.shape[:2]
-        e, feats, roi_blocks = self._analyze(rgb, roi)
+        xp, e, feats, roi_blocks = self._analyze(rgb, roi)
         bits = (e[0] > 0.5).float()
 
         def importance(rate: float) -> torch.Tensor:
@@ -154,6 +167,9 @@ class Codec:
                 raise ValueError(f"bpp must be a number in (0, 64), got {bpp!r}")
             lvl = 0
             rate, p, coded = self._search_bpp(importance, bits, float(bpp), h_img * w_img)
+        if refine:
+            bits = self._refine(xp, e, coded[0], rate, refine, refine_for)
+            coded = self._code(p, bits, rate)
         q, (map_s, bits_s, map_info, bits_info) = coded
         header = bitstream.Header(w_img, h_img, rate, lvl, self.checkpoint_id, uniform, roi is not None)
         data = bitstream.pack(header, map_s, bits_s)
@@ -168,6 +184,7 @@ class Codec:
             level=lvl,
             rate=rate,
             uniform=uniform,
+            refine_steps=refine,
             importance=p.numpy().astype(np.float32),
             importance_levels=q.numpy(),
             kept_channels=kept_channels,
@@ -186,7 +203,7 @@ class Codec:
         for every level, from one encoder pass: only the importance net sees the rate, so how the map grows
         with the rate costs one small network per level, not one compression per level. (A `Compressed` has
         this for its own image without even that pass.)"""
-        _, feats, roi_blocks = self._analyze(check_rgb(rgb), roi)
+        _, _, feats, roi_blocks = self._analyze(check_rgb(rgb), roi)
         return self._kept_by_level(feats, roi_blocks, uniform)
 
     @torch.no_grad()
@@ -204,7 +221,8 @@ class Codec:
 
     @torch.no_grad()
     def _analyze(self, rgb: np.ndarray, roi: np.ndarray | None):
-        """The rate-independent part of encoding: (code activations e, encoder features, ROI per block or None)."""
+        """The rate-independent part of encoding: (padded image, code activations e, encoder features, ROI
+        per block or None)."""
         h_img, w_img = rgb.shape[:2]
         if roi is not None:
             roi = np.asarray(roi, dtype=np.float32)
@@ -213,7 +231,14 @@ class Codec:
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
         xp, _ = pad_to_multiple(x)
         e, feats = self.model.analyze(xp)
-        return e, feats, _block_mean(roi, xp.shape[-2:]) if roi is not None else None
+        return xp, e, feats, _block_mean(roi, xp.shape[-2:]) if roi is not None else None
+
+    def _refine(self, xp, e, q: torch.Tensor, rate: float, steps: int, metrics: tuple[str, ...]) -> torch.Tensor:
+        """Refined 0/1 codes (n, h, w) for the mask of levels q, at this checkpoint's own R-D slope."""
+        slope = rd_slope(self.levels, rate, metrics)
+        mask = mask_from_levels(q[None, None], self.n, self.L)
+        bit_net = self.entropy.float_bit_context()
+        return refine_codes(self.model, bit_net, xp, e, mask, q, rate, slope, metrics, steps)[0]
 
     def _code(self, p: torch.Tensor, bits: torch.Tensor, rate: float):
         q = quantize_importance(p, self.L)

@@ -85,6 +85,8 @@ def run_cwic(codec, rgb: np.ndarray, *, level: int | None = None, bpp: float | N
     t2 = time.perf_counter()
     name = "cwic (uniform map)" if kwargs.get("uniform") else "cwic"
     settings = _rate_text(c, bpp) + (", uniform map" if kwargs.get("uniform") else "")
+    if c.refine_steps:
+        settings += f", {c.refine_steps} refinement steps"
     return Result(name, c.data, decoded, "cwic", settings, t1 - t0, t2 - t1), c
 
 
@@ -122,16 +124,18 @@ def compare(
     classical: tuple[str, ...] | list[str] = DEFAULT_CLASSICAL,
     uniform: bool = False,
     roi: np.ndarray | None = None,
+    refine: int = 0,
     progress=None,
 ) -> Comparison:
     """cwic at a level (or a target bpp), the classical codecs at the file size cwic reached, and,
-    with `uniform`, the paper's ablation: the same model with a constant importance map."""
+    with `uniform`, the paper's ablation: the same model with a constant importance map. `refine`:
+    encoder-side refinement steps for both cwic files (cwic.refinement)."""
     step = progress or (lambda *a, **k: None)
     unknown = [n for n in classical if n not in CLASSICAL]
     if unknown:
         raise ValueError(f"unknown codec(s) {unknown}; choose from {list(CLASSICAL)}")
-    step(0.05, desc="cwic: encoding and decoding")
-    extra = {} if roi is None else {"roi": roi}
+    step(0.05, desc="cwic: encoding and decoding" + (f" ({refine} refinement steps)" if refine else ""))
+    extra = ({} if roi is None else {"roi": roi}) | ({"refine": int(refine)} if refine else {})
     main, c = run_cwic(codec, rgb, level=level, bpp=bpp, **extra)  # torch: both cores, timed alone
     # Scoring and the classical codecs are single-threaded: two at a time fill the two cores, and
     # a timed classical encode never shares its core with torch.

@@ -30,6 +30,12 @@ and texture, fewer for flat sky. Pick an image and a rate, press **Compress**, a
 `.cwic` file with JPEG and JPEG 2000 files **of the same size**.
 """
 
+REFINE_INFO = (
+    "0: the encoder's own codes. Each step runs the decoder forward and backward on this image and nudges "
+    "the codes toward better PSNR and SSIM at the model's own rate–distortion price: a better picture at "
+    "nearly the same size, for a slower encode. The decoder and the file format do not change."
+)
+
 EXPLAIN_MAPS = """\
 **Importance map** (left): the network's estimate of how much each block needs, p in [0, 1].
 **Channels kept** (middle): p quantized to 16 levels; a block at level q keeps the first 4·(q+1)
@@ -119,7 +125,7 @@ def _pick(codecs: dict, model: str | None):
 def make_handler(codecs: dict):
     """The event function behind the Compress button (and the `compress` API endpoint)."""
 
-    def run(image, mode, level, bpp, classical, uniform, roi=None, model=None, progress=gr.Progress()):  # noqa: B008
+    def run(image, mode, level, bpp, classical, uniform, roi=None, model=None, refine=0, progress=gr.Progress()):  # noqa: B008
         name, codec = _pick(codecs, model)
         try:
             rgb, note = inputs.prepare_image(image)
@@ -131,6 +137,7 @@ def make_handler(codecs: dict):
                 classical=list(classical or []),
                 uniform=bool(uniform),
                 roi=mask,
+                refine=int(refine or 0),
                 progress=progress,
                 **kwargs,
             )
@@ -263,6 +270,15 @@ def build_demo(codecs: dict) -> gr.Blocks:
                     elem_id="classical",
                 )
                 uniform = gr.Checkbox(False, label="Also show a uniform importance map (no content weighting)")
+                refine = gr.Slider(
+                    0,
+                    40,
+                    value=0,
+                    step=5,
+                    label="encoder-side refinement steps",
+                    info=REFINE_INFO,
+                    elem_id="refine",
+                )
                 button = gr.Button("Compress", variant="primary", elem_id="compress-button")
                 note = gr.Markdown(elem_id="note")
             with gr.Column(scale=2):
@@ -322,7 +338,7 @@ def build_demo(codecs: dict) -> gr.Blocks:
             rd = gr.Image(label="rate–distortion on this image", format="png", elem_id="rd-plot")
         last = gr.State(None, time_to_live=keep[1])  # the result behind zoom clicks: as long as its files
 
-        controls = [image, mode, level, bpp, classical, uniform, roi, model]
+        controls = [image, mode, level, bpp, classical, uniform, roi, model, refine]
         outputs = [slider, summary, note, imp, kept, bits, jpeg_map, strip, gallery, table, files, zoom, last]
         button.click(make_handler(codecs), controls, outputs, api_name="compress")
         for panel in (imp, kept, bits, jpeg_map):

@@ -26,18 +26,7 @@ GOLDEN = REPO / "tests" / "golden"
 CKPT = os.environ.get("CWIC_TEST_CHECKPOINT")  # default: the shipped checkpoint
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine extra threads only wait for each other."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def codec() -> Codec:
-    return Codec.load(CKPT)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,14 @@ def test_tiny_and_huge_images_are_refused(tmp_path):
         inputs.prepare_image(str(bomb))
 
 
+def test_compare_refines_both_cwic_files_when_asked(codec, small_rgb):
+    comp = compare.compare(codec, small_rgb, level=2, classical=[], uniform=True, refine=3)
+    assert comp.compressed.refine_steps == 3
+    for r in (comp.cwic, comp.others[0]):
+        assert r.settings.endswith(", 3 refinement steps")
+        assert np.array_equal(r.image, codec.decompress(r.data))
+
+
 def test_compare_reports_real_files_at_matched_sizes(codec, small_rgb, tmp_path):
     comp = compare.compare(codec, small_rgb, level=2, classical=["JPEG", "JPEG 2000"], uniform=True)
     h, w = small_rgb.shape[:2]

@@ -121,3 +121,20 @@ def test_image_the_codec_rejects_exits_2(tmp_path, capsys):
     assert evaluate.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("cwic evaluate: tiny.png:") and "Traceback" not in err
+
+
+def test_refined_codecs_and_their_ablation(images, tmp_path, capsys):
+    codec = _codec_or_skip()
+    levels = [str(codec.levels[1]["level"]), str(codec.levels[3]["level"])]
+    out = tmp_path / "out"
+    argv = ["--images", str(images), "--out", str(out), "--levels", *levels, "--no-sweep", "--refine-steps", "3"]
+    codecs = ["cwic", "cwic-uniform", "cwic-refined", "cwic-uniform-refined"]
+    assert evaluate.main(argv + ["--codecs", *codecs]) == 0
+    results = _check_layout(out, codecs, 2)
+    assert results["refine"] == {"steps": 3, "metrics": ["psnr", "ssim"]}
+    assert "3 refinement steps for psnr+ssim" in results["curves"]["cwic-refined"]["description"]
+    assert set(results["bdrate"]["ablation"]) == {"cwic-uniform", "cwic-uniform-refined"}
+    md = (out / "bdrate.md").read_text()
+    assert "| cwic, refined codes | cwic, uniform importance, refined codes |" in md
+    assert evaluate.main(argv[:-2] + ["--refine-steps", "0", "--codecs", "cwic-refined"]) == 2
+    assert "--refine-steps must be in [1, 1000]" in capsys.readouterr().err

@@ -8,7 +8,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from cwic import Codec, bitstream
 from cwic.errors import BitstreamError, CheckpointError
@@ -16,13 +15,7 @@ from cwic.errors import BitstreamError, CheckpointError
 CKPT = os.environ.get("CWIC_TEST_CHECKPOINT")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine extra threads only wait for each other."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,12 @@ from .context_model import (
     MAP_STAGES,
     PROB_BITS,
     W_BITS,
+    BitContext,
     IntNet,
     _map_phase,
     checkerboard,
+    import_int,
+    int_shape,
     rate_plane_value,
 )
 
@@ -91,6 +94,16 @@ class EntropyModel:
             raise CheckpointError("entropy model does not match the autoencoder's n / levels")
         self._bern = constriction.stream.model.Bernoulli(perfect=False)
         self._cat = constriction.stream.model.Categorical(perfect=False)
+        self._tensors, self._float_bits = tensors, None
+
+    def float_bit_context(self) -> BitContext:
+        """The bit model as a float32 module (its integer weights read back; for code refinement)."""
+        if self._float_bits is None:
+            width, kernel = int_shape(self._tensors, "entropy.bits")
+            net = BitContext(self.n, self.levels, width, kernel)
+            import_int(net, self._tensors, "entropy.bits")
+            self._float_bits = net.eval().requires_grad_(False)
+        return self._float_bits
 
     # -- probabilities from integer logits ----------------------------------------------------------
     def bit_probs(self, logits: Tensor) -> Tensor:

@@ -18,16 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..refinement import DEFAULT_METRICS, DEFAULT_STEPS
+from ..refinement import METRICS as REFINE_METRICS
 from . import baselines
 from .bdrate import bd_rate_curves
 
-CWIC_CODECS = ("cwic", "cwic-uniform")
+CWIC_CODECS = ("cwic", "cwic-uniform", "cwic-refined", "cwic-uniform-refined")
 ALL_CODECS = CWIC_CODECS + baselines.CODECS
+REFINED = ("cwic-refined", "cwic-uniform-refined")  # encoder-side refinement: ~15 s per image and level
+DEFAULT_CODECS = tuple(c for c in ALL_CODECS if c not in REFINED)
 METRICS = ("psnr-rgb", "ssim-rgb", "ms-ssim-rgb")
 ANCHORS = ("jpeg", "jpeg2000")
 NAMES = {
     "cwic": "cwic",
     "cwic-uniform": "cwic, uniform importance (ablation)",
+    "cwic-refined": "cwic, refined codes",
+    "cwic-uniform-refined": "cwic, uniform importance, refined codes",
     "jpeg": "JPEG",
     "jpeg2000": "JPEG 2000",
     "webp": "WebP",
@@ -39,7 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cwic evaluate", description=__doc__)
     p.add_argument("--images", type=Path, required=True, help="folder of images (e.g. ../shared/data/kodak)")
     p.add_argument("--out", type=Path, required=True, help="output folder (results.json, plots, bdrate.*)")
-    p.add_argument("--codecs", nargs="+", default=list(ALL_CODECS), choices=ALL_CODECS, metavar="CODEC")
+    p.add_argument(
+        "--codecs",
+        nargs="+",
+        default=list(DEFAULT_CODECS),
+        choices=ALL_CODECS,
+        metavar="CODEC",
+        help=f"default: {' '.join(DEFAULT_CODECS)}; {' and '.join(REFINED)} add encoder-side code refinement (slow)",
+    )
+    p.add_argument("--refine-steps", type=int, default=DEFAULT_STEPS, help="refinement steps of the refined codecs")
+    p.add_argument("--refine-for", nargs="+", default=list(DEFAULT_METRICS), choices=REFINE_METRICS, metavar="METRIC")
     p.add_argument("--levels", nargs="+", type=int, default=None, help="cwic levels (default: all)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: shipped)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (trial runs)")
@@ -68,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if not 1 <= args.refine_steps <= 1000:
+        print(f"cwic evaluate: --refine-steps must be in [1, 1000], got {args.refine_steps}", file=sys.stderr)
+        return 2
     try:
         images = _list_images(args.images, args.limit)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
@@ -94,28 +112,40 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import CwicError
 
     try:
-        results = run(images, codec, args.codecs, levels, args.tol, not args.no_sweep, args.jobs)
+        refine = (args.refine_steps, tuple(args.refine_for))
+        results = run(images, codec, args.codecs, levels, args.tol, not args.no_sweep, args.jobs, refine)
     except CwicError as e:  # an image the codec or the loader rejects (unreadable, smaller than 16 px)
         print(f"cwic evaluate: {e}", file=sys.stderr)
         return 2
     results["checkpoint"] = _checkpoint_info(args.checkpoint) if codec else None
     for key in (k for k in CWIC_CODECS if k in results["curves"]):
         results["curves"][key]["description"] += f"; checkpoint {results['checkpoint']['weights_id']}"
+        if key in REFINED:
+            results["curves"][key]["description"] += f"; {refine[0]} refinement steps for {'+'.join(refine[1])}"
     write_outputs(results, args.out, args.reference)
     print(f"wrote {args.out}/results.json, rd_*.png, bdrate.md ({results['elapsed_s']:.0f} s)")
     return 0
 
 
 def run(
-    images: list[Path], codec, codecs: list[str], levels: list[int], tol: float, sweep: bool = True, jobs: int = 1
+    images: list[Path],
+    codec,
+    codecs: list[str],
+    levels: list[int],
+    tol: float,
+    sweep: bool = True,
+    jobs: int = 1,
+    refine: tuple[int, tuple[str, ...]] = (DEFAULT_STEPS, DEFAULT_METRICS),
 ) -> dict:
-    """Evaluate every image (in `jobs` processes); returns the results dict written to results.json."""
+    """Evaluate every image (in `jobs` processes); returns the results dict written to results.json.
+
+    `refine`: (steps, metrics) of the refined cwic codecs."""
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    args = [(i, path, codecs, levels, tol, sweep) for i, path in enumerate(images)]
+    args = [(i, path, codecs, levels, tol, sweep, refine) for i, path in enumerate(images)]
     _WORKER["codec"] = codec
     if jobs > 1:
         import multiprocessing
@@ -133,6 +163,7 @@ def run(
         "codecs": list(codecs),
         "levels": list(levels),
         "tolerance": tol,
+        "refine": {"steps": refine[0], "metrics": list(refine[1])},
         "encoders": baselines.encoder_versions(),
         "machine": {"cpu_count": os.cpu_count(), "jobs": jobs},
         "elapsed_s": time.perf_counter() - t0,
@@ -152,20 +183,23 @@ def _evaluate_image(args: tuple) -> tuple[str, dict, list[dict], int]:
     from ..errors import CwicError, ImageError
     from ..images import load_rgb
 
-    index, path, codecs, levels, tol, sweep = args
+    index, path, codecs, levels, tol, sweep, refine = args
     try:
-        return _evaluate_loaded(index, path, load_rgb(path), _WORKER["codec"], codecs, levels, tol, sweep)
+        return _evaluate_loaded(index, path, load_rgb(path), _WORKER["codec"], codecs, levels, tol, sweep, refine)
     except CwicError as e:
         raise ImageError(f"{path.name}: {e}") from None
 
 
-def _evaluate_loaded(index, path, rgb, codec, codecs, levels, tol, sweep) -> tuple[str, dict, list[dict], int]:
+def _evaluate_loaded(
+    index, path, rgb, codec, codecs, levels, tol, sweep, refine=(0, DEFAULT_METRICS)
+) -> tuple[str, dict, list[dict], int]:
     rows: list[dict] = []
     cwic_bpp, decoded = {}, 0
     for name in (c for c in CWIC_CODECS if c in codecs):
+        steps = refine[0] if name in REFINED else 0
         for k in levels:
-            c = codec.compress(rgb, level=k, uniform=name == "cwic-uniform")
-            if index == 0 and name == "cwic":  # the first image: decode the real files too
+            c = codec.compress(rgb, level=k, uniform="uniform" in name, refine=steps, refine_for=refine[1])
+            if index == 0 and name in ("cwic", "cwic-refined"):  # the first image: decode the real files too
                 if not np.array_equal(codec.decompress(c.data), c.reconstruction):
                     raise RuntimeError(f"{path.name} level {k}: decoded file differs from the encoder's image")
                 decoded += 1
@@ -249,9 +283,10 @@ def bdrate_table(curves: dict) -> dict:
             for test in (c for c in ALL_CODECS if c in curves and c != anchor):
                 entry = {m: bd_rate_curves(a["results"], curves[test]["results"], m) for m in METRICS}
                 table.setdefault(anchor_kind, {}).setdefault(anchor, {})[test] = entry
-    if "cwic" in curves and "cwic-uniform" in curves:  # the paper's ablation, measured directly
-        a, t = curves["cwic-uniform"]["results"], curves["cwic"]["results"]
-        table["ablation"] = {"cwic-uniform": {"cwic": {m: bd_rate_curves(a, t, m) for m in METRICS}}}
+    for anchor, test in (("cwic-uniform", "cwic"), ("cwic-uniform-refined", "cwic-refined")):
+        if test in curves and anchor in curves:  # the paper's ablation, measured directly
+            a, t = curves[anchor]["results"], curves[test]["results"]
+            table.setdefault("ablation", {})[anchor] = {test: {m: bd_rate_curves(a, t, m) for m in METRICS}}
     return table
 
 
@@ -272,6 +307,13 @@ def bdrate_markdown(results: dict) -> str:
         "ablation": "Content weighting against its ablation (anchor: the same model with a uniform map)",
     }
     for kind, by_anchor in table.items():
+        if kind == "ablation":  # one row per (model, its own uniform-map ablation)
+            head = ["codec", "anchor"] + [m.removesuffix("-rgb").upper() for m in METRICS]
+            lines += ["", f"## {titles[kind]}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for a, tests in by_anchor.items():
+                for t, entry in tests.items():
+                    lines.append("| " + " | ".join([NAMES[t], NAMES[a]] + [_fmt(entry.get(m)) for m in METRICS]) + " |")
+            continue
         anchors = list(by_anchor)
         tests = [t for t in ALL_CODECS if any(t in by_anchor[a] for a in anchors)]
         head = ["codec"] + [f"vs {NAMES[a]} {m.removesuffix('-rgb').upper()}" for a in anchors for m in METRICS]

@@ -16,7 +16,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 PLOTS = {"psnr-rgb": ("rd_psnr.png", "PSNR (dB, RGB)"), "ssim-rgb": ("rd_ssim.png", "SSIM (RGB)"),
          "ms-ssim-rgb": ("rd_msssim.png", "MS-SSIM (RGB)")}  # fmt: skip
-COLORS = {"cwic": "C3", "cwic-uniform": "C1", "jpeg": "C0", "jpeg2000": "C2", "webp": "C4", "avif": "C5"}
+COLORS = {
+    "cwic": "C3",
+    "cwic-uniform": "C1",
+    "cwic-refined": "C6",
+    "cwic-uniform-refined": "C7",
+    "jpeg": "C0",
+    "jpeg2000": "C2",
+    "webp": "C4",
+    "avif": "C5",
+}
 COMPRESSAI = {
     "jpeg.json": "JPEG",
     "jpeg2000.json": "JPEG 2000",
@@ -63,7 +72,7 @@ def plot_metric(results: dict, metric: str, path: Path, refs: list[dict] | None 
     """One RD plot: cwic levels, rate-matched baselines (markers) on their sweep curves (lines)."""
     curves = results["curves"]
     fig, ax = plt.subplots(figsize=(8, 5.6), dpi=110)
-    cwic_bpp = [b for k in ("cwic", "cwic-uniform") if k in curves for b in curves[k]["results"]["bpp"]]
+    cwic_bpp = [b for k in curves if k.startswith("cwic") for b in curves[k]["results"]["bpp"]]
     xmax = max([1.0] + [1.3 * b for b in cwic_bpp])
     shown: list[tuple[float, float]] = []
     refs = [ref for ref in refs or [] if metric in ref["results"]]  # none has plain SSIM
@@ -78,7 +87,7 @@ def plot_metric(results: dict, metric: str, path: Path, refs: list[dict] | None 
         if key in curves:
             c = curves[key]
             cwic = key.startswith("cwic")
-            style = {"lw": 2.2 if key == "cwic" else 1.6, "ls": "--" if key == "cwic-uniform" else "-"}
+            style = {"lw": 2.2 if key in ("cwic", "cwic-refined") else 1.6, "ls": "--" if "uniform" in key else "-"}
             style.update(marker="o" if cwic else "s", ms=6 if cwic else 5)
             shown += _draw(ax, c["results"], metric, c["name"], xmax, color=color, **style)
     if shown:

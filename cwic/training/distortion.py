@@ -37,6 +37,11 @@ def _ssim_cs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return ssim.mean(dim=(2, 3)), cs.mean(dim=(2, 3))
 
 
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SSIM per image of two N x 3 x H x W batches in [0, 1] (mean over channels, as the metric)."""
+    return _ssim_cs(x, y)[0].mean(dim=1)
+
+
 def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """MS-SSIM per image of two N x 3 x H x W batches in [0, 1], over the scales that fit."""
     side = min(x.shape[-2:])

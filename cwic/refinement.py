@@ -1,0 +1,144 @@
+"""Encoder-side refinement of one image's binary codes; the decoder and the bitstream stay as they are.
+
+The encoder is one feed-forward pass, trained to be good on average over crops; for a given image
+its codes are rarely the ones the fixed decoder would render best (the amortization gap of an
+under-trained encoder). `refine_codes` closes part of that gap at encoding time: it takes the
+encoder's code activations as a start and runs Adam on their logits, through the training's
+straight-through binarizer, against
+
+    J = D_dB + slope * R
+
+where D_dB is the distortion in dB averaged over the metrics refined for (10 log10 MSE for PSNR,
+10 log10 (1 - SSIM) for SSIM and MS-SSIM; PSNR and SSIM by default: each alone buys its own metric
+at the other's cost), R the code's bits per pixel under the float twin of the shipped bit context
+model, and slope the checkpoint's own rate-distortion slope in the same dB at that rate (dB per
+bpp, from the levels calibrated on Kodak). So a bit flips only where it buys quality at the price the levels
+themselves pay. The importance map, and with it the mask, is not changed. The result is whatever
+bits come out; the file stores them like any other code, so decoding stays exact and any decoder
+reads it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .entropy_models.context_model import BitContext, bit_inputs, rate_plane_value
+from .models.network import Binarize, CWICModel
+
+DEFAULT_STEPS = 20  # nine tenths of what 40 steps buy, for half the time (docs/refine_steps.json)
+LEARNING_RATE = 0.05  # per-step change of a code logit (Adam normalizes the step size)
+METRICS = ("psnr", "ssim", "ms-ssim")
+DEFAULT_METRICS = ("psnr", "ssim")
+_CARD_KEYS = {"psnr": "psnr", "ssim": "ssim", "ms-ssim": "ms_ssim"}
+
+
+def check_metrics(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """`metrics` as a tuple, ValueError naming the choices when empty or unknown."""
+    metrics = tuple(metrics)
+    if not metrics or any(m not in METRICS for m in metrics):
+        raise ValueError(f"refine_for must name some of {', '.join(METRICS)}, got {metrics!r}")
+    return metrics
+
+
+def distortion_db(metrics: tuple[str, ...], x_hat: Tensor, x: Tensor) -> Tensor:
+    """Mean over `metrics` of the distortion in dB, lower is better: 10 log10 MSE, 10 log10 (1 - SSIM)."""
+    total = x_hat.new_zeros(())
+    for m in metrics:
+        if m == "psnr":
+            total = total + 10 * torch.log10(((x_hat - x) ** 2).mean().clamp(min=1e-10))
+        else:
+            # Imported here so that `from cwic import Codec` stays free of training code (tests/test_layout.py).
+            from .training.distortion import ms_ssim, ssim
+
+            score = (ssim if m == "ssim" else ms_ssim)(x_hat.clamp(0, 1), x)
+            total = total + 10 * torch.log10((1 - score).clamp(min=1e-10)).mean()
+    return total / len(metrics)
+
+
+def rd_slope(levels: list[dict], rate: float, metrics: tuple[str, ...]) -> float:
+    """dB per bpp of the checkpoint's calibrated level curve at `rate` (>= 0), averaged over `metrics`.
+
+    The slope at each level is the mean of its two neighbouring segments' (one at the ends);
+    between levels it is interpolated in r. ValueError when the card has no measured levels.
+    """
+    keys = [_CARD_KEYS[m] for m in metrics]
+    if len(levels) < 2 or any(lv.get(k) is None for lv in levels for k in [*keys, "bpp"]):
+        raise ValueError("code refinement needs a checkpoint whose levels are calibrated (`cwic train-entropy`)")
+    lv = sorted(levels, key=lambda d: d["rate"])
+    db = [sum(d[k] if k == "psnr" else -10 * math.log10(1 - d[k]) for k in keys) / len(keys) for d in lv]
+    seg = [(db[i + 1] - db[i]) / max(lv[i + 1]["bpp"] - lv[i]["bpp"], 1e-6) for i in range(len(lv) - 1)]
+    at = [seg[0]] + [(a + b) / 2 for a, b in zip(seg, seg[1:], strict=False)] + [seg[-1]]
+    return max(float(np.interp(rate, [d["rate"] for d in lv], at)), 0.0)
+
+
+def code_bits(bit_net: BitContext, bits: Tensor, q: Tensor, rate: float) -> Tensor:
+    """Bits of the kept code under the float bit model, differentiable in `bits` (1, n, h, w) 0/1.
+
+    The context inputs are held fixed (detached) and only the coded symbols carry a gradient: the
+    model's inputs move little per step, and leaving them out makes the term three times cheaper.
+    """
+    n, levels = bits.shape[1], bit_net.stage_bias.shape[0] // 2
+    qq = q.view(1, 1, *q.shape[-2:])
+    mask = (torch.arange(n).view(1, n, 1, 1) < (qq + 1) * (n // levels)).to(bits.dtype)
+    pm = ((2 * bits - 1) * mask).detach()
+    rint = torch.tensor([rate_plane_value(rate)])
+    total = bits.new_zeros(())
+    for s in range(2 * (int(q.max()) + 1)):
+        st = torch.tensor([s])
+        x, coded = bit_inputs(pm, qq, st, rint, n // levels)
+        with torch.no_grad():
+            logits = bit_net(x, st).float()
+        g = s // 2
+        target = bits[:, g * (n // levels) : (g + 1) * (n // levels)]
+        total = total + (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * coded).sum()
+    return total / math.log(2)
+
+
+def refine_codes(
+    model: CWICModel,
+    bit_net: BitContext,
+    x: Tensor,
+    e: Tensor,
+    mask: Tensor,
+    q: Tensor,
+    rate: float,
+    slope: float,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    steps: int = DEFAULT_STEPS,
+) -> Tensor:
+    """Refined 0/1 codes (1, n, h, w) for the padded image x (1, 3, H, W) in [0, 1].
+
+    The objective is taken over the padded image, as the decoder renders it (the padding
+    replicates the last row and column, and is at most 7 pixels).
+
+    e: the encoder's sigmoid activations; mask, q: the file's mask and levels; slope: dB per bpp.
+    Returns the encoder's own thresholded codes when no step improved J in float32 (checked once
+    at the end, because the steps run in bfloat16 where the CPU has it).
+    """
+    pixels = x.shape[-2] * x.shape[-1]
+    amp = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+    def objective(bits: Tensor, low_precision: bool) -> Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+            x_hat = model.synthesize(bits, mask).float()
+        return distortion_db(metrics, x_hat, x) + slope * code_bits(bit_net, bits, q, rate) / pixels
+
+    start = (e > 0.5).float()
+    z = torch.logit(e.detach().clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=LEARNING_RATE)
+    best, best_j = start, math.inf
+    with torch.enable_grad():
+        for _ in range(steps):
+            bits = Binarize.apply(torch.sigmoid(z))
+            j = objective(bits, amp)
+            if j.item() < best_j:
+                best, best_j = bits.detach().clone(), j.item()
+            (z.grad,) = torch.autograd.grad(j, [z])  # the weights' gradients are never formed
+            opt.step()
+    with torch.no_grad():
+        return best if objective(best, False) < objective(start, False) else start
