@@ -237,6 +237,25 @@ def test_decoder_only_keeps_the_codes_and_resumes_as_decoder_only(photos: Path, 
         export_main(["--run", str(first), "--to", str(tmp_path / "refused")] + export)
 
 
+def test_encoder_only_keeps_the_decoder_and_resumes_as_encoder_only(photos: Path, kodak: Path, tmp_path: Path) -> None:
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    assert train_main(_args(photos, first, 3)) == 0
+    start, _, _ = load_checkpoint(first / "best")
+    with pytest.raises(SystemExit, match="would train nothing"):
+        train_main(
+            _args(photos, tmp_path / "none", 5)
+            + ["--init-from", str(first / "best"), "--decoder-only", "--encoder-only"]
+        )
+    assert train_main(_args(photos, tuned, 5) + ["--init-from", str(first / "best"), "--encoder-only"]) == 0
+    assert train_main(_args(photos, tuned, 7) + ["--resume"]) == 0
+    info = json.loads((tuned / "train_state.json").read_text())
+    assert info["encoder_only"] and not info["decoder_only"] and info["step"] == 7
+    after = load_file(str(tuned / "train_state.safetensors"))
+    moved = {name for name, value in start.state_dict().items() if not torch.equal(after[f"model.{name}"], value)}
+    assert moved and not any(name.startswith("decoder.") for name in moved)
+    assert any(name.startswith("encoder.") for name in moved)
+
+
 def test_bf16_on_a_cpu_without_bf16_instructions_is_named_slow(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

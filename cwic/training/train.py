@@ -21,6 +21,9 @@ exponential moving average of the weights, which evaluation, `best/` and `export
 `--decoder-only` freezes the encoder and the importance net (the second half of "soft then hard",
 Guo et al. 2021): the biased straight-through gradient no longer moves the code, the step skips
 the encoder's backward pass, and the start's codes, maps and context models stay exactly valid.
+`--encoder-only` is the converse: the decoder frozen, the encoder and the importance net learn to
+feed it (the gap that encoder-side refinement measures, docs/refinement.md); the codes change, so
+its context models are fitted again after export.
 
 One process, or one per device under `torchrun --nproc_per_node=N -m cwic train ...`
 (DistributedDataParallel; see cwic/training/distributed.py and docs/training.md "Training on
@@ -217,6 +220,11 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         help="train the decoder alone, the encoder and the importance net frozen: the codes and maps stay "
         "those of the start, so its context models stay valid (kept on --resume)",
     )
+    p.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="train the encoder and the importance net alone, the decoder frozen (kept on --resume)",
+    )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--save-minutes", type=float, default=1.0, help="train-state save interval")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -328,8 +336,12 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
     model = model.to(dev)
     # a resumed run keeps what it trains: its optimizer holds the moments of those parameters alone
     decoder_only = bool(saved.get("decoder_only", False)) if resuming else args.decoder_only
+    encoder_only = bool(saved.get("encoder_only", False)) if resuming else args.encoder_only
+    if decoder_only and encoder_only:
+        raise SystemExit("--decoder-only and --encoder-only together would train nothing: choose one")
     for part in (model.encoder, model.importance):
         part.requires_grad_(not decoder_only)
+    model.decoder.requires_grad_(not encoder_only)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr)
     info = {
         "step": 0,
@@ -361,7 +373,8 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
             f"the global batch {args.batch} is {shards} shards (the run's --shards): "
             f"the shards must divide it and {ranks.world} processes must divide the shards"
         )
-    info["shards"], info["global_batch"], info["decoder_only"] = shards, args.batch, decoder_only
+    info["shards"], info["global_batch"] = shards, args.batch
+    info["decoder_only"], info["encoder_only"] = decoder_only, encoder_only
     mine = range(ranks.rank * shards // ranks.world, (ranks.rank + 1) * shards // ranks.world)
     seed_step = info["step"] if args.init_from and not resuming else None
     rngs = [shard_rng(args.seed, k, seed_step) for k in mine]
