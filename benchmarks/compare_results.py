@@ -18,8 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
 from cwic.evaluation.bdrate import bd_rate_curves  # noqa: E402
-
-METRICS = ("psnr-rgb", "ssim-rgb", "ms-ssim-rgb")
+from cwic.evaluation.evaluate import METRICS  # noqa: E402
 
 
 def compare(old: dict, new: dict, codecs: list[str]) -> dict:

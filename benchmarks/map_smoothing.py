@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 from cwic.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from cwic.codec import Codec  # noqa: E402
 from cwic.evaluation.bdrate import bd_rate_curves  # noqa: E402
+from cwic.evaluation.evaluate import METRICS  # noqa: E402
 from cwic.evaluation.metrics import quality  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
 from cwic.training.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
 
-METRICS = ("psnr-rgb", "ssim-rgb", "ms-ssim-rgb")
 FILTERS = ("none", "box3", "block2")
 
 

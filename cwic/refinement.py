@@ -24,10 +24,9 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .entropy_models.context_model import BitContext, bit_inputs, rate_plane_value
+from .entropy_models.context_model import BitContext, code_bits, rate_plane_value
 from .models.network import Binarize, CWICModel
 
 DEFAULT_STEPS = 20  # nine tenths of what 40 steps buy, for half the time (docs/refine_steps.json)
@@ -76,29 +75,6 @@ def rd_slope(levels: list[dict], rate: float, metrics: tuple[str, ...]) -> float
     return max(float(np.interp(rate, [d["rate"] for d in lv], at)), 0.0)
 
 
-def code_bits(bit_net: BitContext, bits: Tensor, q: Tensor, rate: float) -> Tensor:
-    """Bits of the kept code under the float bit model, differentiable in `bits` (1, n, h, w) 0/1.
-
-    The context inputs are held fixed (detached) and only the coded symbols carry a gradient: the
-    model's inputs move little per step, and leaving them out makes the term three times cheaper.
-    """
-    n, levels = bits.shape[1], bit_net.stage_bias.shape[0] // 2
-    qq = q.view(1, 1, *q.shape[-2:])
-    mask = (torch.arange(n).view(1, n, 1, 1) < (qq + 1) * (n // levels)).to(bits.dtype)
-    pm = ((2 * bits - 1) * mask).detach()
-    rint = torch.tensor([rate_plane_value(rate)])
-    total = bits.new_zeros(())
-    for s in range(2 * (int(q.max()) + 1)):
-        st = torch.tensor([s])
-        x, coded = bit_inputs(pm, qq, st, rint, n // levels)
-        with torch.no_grad():
-            logits = bit_net(x, st).float()
-        g = s // 2
-        target = bits[:, g * (n // levels) : (g + 1) * (n // levels)]
-        total = total + (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * coded).sum()
-    return total / math.log(2)
-
-
 def refine_codes(
     model: CWICModel,
     bit_net: BitContext,
@@ -121,12 +97,13 @@ def refine_codes(
     at the end, because the steps run in bfloat16 where the CPU has it).
     """
     pixels = x.shape[-2] * x.shape[-1]
+    qq, rint = q.view(1, 1, *q.shape[-2:]), torch.tensor([rate_plane_value(rate)])
     amp = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
     def objective(bits: Tensor, low_precision: bool) -> Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
             x_hat = model.synthesize(bits, mask).float()
-        return distortion_db(metrics, x_hat, x) + slope * code_bits(bit_net, bits, q, rate) / pixels
+        return distortion_db(metrics, x_hat, x) + slope * code_bits(bit_net, bits, qq, rint)[0] / pixels
 
     start = (e > 0.5).float()
     z = torch.logit(e.detach().clamp(1e-4, 1 - 1e-4)).requires_grad_(True)

@@ -10,16 +10,22 @@ import pytest
 import torch
 
 from cwic.cli import encode_main
+from cwic.entropy_models.context_model import code_bits, rate_plane_value
 from cwic.evaluation.metrics import psnr
 from cwic.images import load_rgb
 from cwic.models.network import mask_from_levels, pad_to_multiple, quantize_importance
-from cwic.refinement import code_bits, distortion_db, rd_slope, refine_codes
+from cwic.refinement import distortion_db, rd_slope, refine_codes
 
 REPO = Path(__file__).resolve().parents[1]
 KODAK = REPO.parent / "shared" / "data" / "kodak"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def one_code_bits(net, bits: torch.Tensor, q: torch.Tensor, rate: float) -> torch.Tensor:
+    """`code_bits` of one image: levels q (h, w), its file's rate."""
+    return code_bits(net, bits, q.view(1, 1, *q.shape[-2:]), torch.tensor([rate_plane_value(rate)]))[0]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +60,7 @@ def test_refinement_improves_the_objective_and_the_picture(codec, photo):
     def objective(bits):
         with torch.no_grad():
             d = distortion_db(("psnr", "ssim"), codec.model.synthesize(bits, mask), x)
-            return float(d + slope * code_bits(net, bits, q, rate) / x[0, 0].numel())
+            return float(d + slope * one_code_bits(net, bits, q, rate) / x[0, 0].numel())
 
     assert objective(refined) <= objective((e > 0.5).float())
     base, better = codec.compress(photo, level=3), codec.compress(photo, level=3, refine=20)
@@ -69,7 +75,9 @@ def test_code_bits_estimates_the_coded_size(codec, photo):
     with torch.no_grad():
         e, _ = codec.model.analyze(x)
         est = float(
-            code_bits(codec.entropy.float_bit_context(), (e > 0.5).float(), torch.tensor(c.importance_levels), c.rate)
+            one_code_bits(
+                codec.entropy.float_bit_context(), (e > 0.5).float(), torch.tensor(c.importance_levels), c.rate
+            )
         )
     assert est == pytest.approx(c.code_bits, rel=0.05)
 

@@ -11,6 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from cwic.checkpoint import load_checkpoint, save_checkpoint
+from cwic.entropy_models.context_model import BitContext, code_bits, export_int
 from cwic.models.config import PRESETS, ModelConfig
 from cwic.models.network import ResBlock
 from cwic.training.export import main as export_main
@@ -278,3 +279,40 @@ def test_a_map_tv_run_logs_the_variation_and_resumes_with_its_weight(photos: Pat
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert any(row.get("map_tv", -1) >= 0 for row in rows if "eval" not in row)
     assert parse_args(["--out", str(out), "--resume"]).map_tv == 3.0
+
+
+def _priced_start(start: Path, tmp_path: Path) -> Path:
+    """A copy of checkpoint `start` with a stand-in bit context model and calibrated levels, as
+    `--code-rate` needs them."""
+    model, card, _ = load_checkpoint(start)
+    torch.manual_seed(0)
+    net = BitContext(model.config.n, model.config.levels, width=8, k=3)
+    levels = [{"level": i + 1, "rate": r, "bpp": 0.1 + r, "psnr": 20 + 4 * r**0.5} for i, r in enumerate((0.1, 0.5, 1))]
+    return save_checkpoint(tmp_path / "priced", model, card | {"levels": levels}, extra=export_int(net, "entropy.bits"))
+
+
+def test_a_code_rate_run_prices_the_kept_bits_and_resumes_with_its_model(photos: Path, tmp_path: Path) -> None:
+    first, out = tmp_path / "first", tmp_path / "priced-run"
+    assert train_main(_args(photos, first, 3)) == 0
+    with pytest.raises(SystemExit, match="needs --bit-model"):
+        train_main(_args(photos, tmp_path / "none", 5) + ["--code-rate", "1"])
+    with pytest.raises(SystemExit, match="no context models"):
+        train_main(_args(photos, tmp_path / "none", 5) + ["--init-from", str(first / "best"), "--code-rate", "1"])
+    priced = _priced_start(first / "best", tmp_path)
+    assert train_main(_args(photos, out, 8) + ["--init-from", str(priced), "--code-rate", "1", "--encoder-only"]) == 0
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(row["code_bpp"] > 0 for row in rows if "eval" not in row)
+    resumed = parse_args(["--out", str(out), "--resume"])
+    assert resumed.code_rate == 1.0 and resumed.bit_model == priced
+
+
+def test_code_bits_of_a_batch_is_each_sample_alone() -> None:
+    torch.manual_seed(0)
+    net = BitContext(16, 4, width=8, k=3).eval()
+    bits = (torch.rand(3, 16, 5, 6) > 0.5).float()
+    q = torch.randint(0, 4, (3, 1, 5, 6))
+    rates = torch.tensor([2, 8, 16])
+    together = code_bits(net, bits, q, rates)
+    alone = [code_bits(net, bits[i : i + 1], q[i : i + 1], rates[i : i + 1])[0] for i in range(3)]
+    assert torch.allclose(together, torch.stack(alone), rtol=1e-5)
+    assert (together > 0).all()

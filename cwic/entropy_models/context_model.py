@@ -16,6 +16,8 @@ machine.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -119,6 +121,32 @@ class BitContext(StagedNet):
 
     def __init__(self, n: int = 64, levels: int = 16, width: int = 24, k: int = 3) -> None:
         super().__init__(n + 3, width, n // levels, 2 * levels, k)
+
+
+def code_bits(bit_net: BitContext, bits: Tensor, q: Tensor, rate_int: Tensor) -> Tensor:
+    """Bits of each sample's kept code under the float bit model, (B,), differentiable in `bits`.
+
+    bits (B, n, h, w) 0/1; q (B, 1, h, w) levels; rate_int (B,) as `rate_plane_value`. The context
+    inputs are held fixed (detached) and only the coded symbols carry a gradient: the model's inputs
+    move little per step, and leaving them out makes the term three times cheaper. Code refinement
+    prices one image's bits with it, and `cwic train --code-rate` a batch's.
+    """
+    b, n = bits.shape[:2]
+    group = n // (bit_net.stage_bias.shape[0] // 2)
+    mask = (torch.arange(n, device=bits.device).view(1, n, 1, 1) < (q + 1) * group).to(bits.dtype)
+    pm = ((2 * bits - 1) * mask).detach()
+    rate_int = rate_int.to(bits.device)
+    total = bits.new_zeros(b)
+    for s in range(2 * (int(q.max()) + 1)):
+        st = torch.full((b,), s, dtype=torch.long, device=bits.device)
+        x, coded = bit_inputs(pm, q, st, rate_int, group)
+        with torch.no_grad():
+            logits = bit_net(x, st).float()
+        g = s // 2
+        target = bits[:, g * group : (g + 1) * group]
+        nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * coded
+        total = total + nll.sum(dim=(1, 2, 3))
+    return total / math.log(2)
 
 
 # -- integer export and exact inference ------------------------------------------------------------

@@ -60,6 +60,7 @@ from ..models.config import PRESETS, ModelConfig
 from ..models.network import CWICModel, ResBlock, raw_bpp, reconstruct
 from . import distributed
 from .batches import BatchStream, Recipe, shard_rng
+from .code_rate import DB_PER_NATURAL, CodeRate
 from .data import (
     DEFAULT_KODAK_DIR,
     DEFAULT_TRAIN_DIR,
@@ -192,6 +193,20 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         default=0.0,
         help="weight of the map's total variation (in levels, times the batch-mean distortion): a proxy "
         "for the map's coded size, which the mean-shifted loss does not see (docs/training.md, session 18)",
+    )
+    p.add_argument(
+        "--code-rate",
+        type=float,
+        default=0.0,
+        help="weight of the kept code's bits under --bit-model's context model, priced at that checkpoint's "
+        "own R-D slope at each sample's rate (1 = the slope itself): the coded size, which the map's sum does "
+        "not see (docs/training.md, session 22)",
+    )
+    p.add_argument(
+        "--bit-model",
+        type=Path,
+        default=None,
+        help="checkpoint whose bit context model and calibrated levels --code-rate uses (default: --init-from)",
     )
     p.add_argument("--uniform-steps", type=int, default=1000, help="stage-1 steps with uniform maps only")
     p.add_argument("--uniform-frac", type=float, default=0.125, help="share of uniform maps after stage 1")
@@ -382,6 +397,16 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
     for k, rng in zip(mine, rngs, strict=True):
         if saved:  # one state per shard; a run from before sharding saved shard 0's alone
             rng.bit_generator.state = saved[k] if isinstance(saved, list) else saved
+    if args.code_rate and args.bit_model is None:
+        args.bit_model = args.init_from
+    if args.code_rate and args.bit_model is None:
+        raise SystemExit("--code-rate needs --bit-model CHECKPOINT (or --init-from) for its context model")
+    code_rate = None
+    if args.code_rate:
+        try:
+            code_rate = CodeRate(args.bit_model, "psnr" if args.distortion == "mse" else "ms-ssim").to(dev)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"--bit-model: {e}") from None
     info["sessions"] = info["sessions"] + [_session(args, ranks)]
 
     if args.data.suffix == ".zip":
@@ -421,7 +446,7 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.update(flag=True)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         ema = WeightAverage(model, args.ema, out if resuming else None) if args.ema else None
-        return _loop(_Run(args, model, opt, info, stream, val, kodak, ranks, ema), stop)
+        return _loop(_Run(args, model, opt, info, stream, val, kodak, ranks, ema, code_rate), stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -440,6 +465,7 @@ class _Run:
     kodak: list[np.ndarray]
     ranks: distributed.Ranks
     ema: WeightAverage | None
+    code_rate: CodeRate | None = None  # --code-rate's pricer
     rng_states: list[dict] | None = None  # this rank's shards after the last batch trained on
 
 
@@ -531,13 +557,18 @@ def _loop(run: _Run, stop: dict) -> int:
         mse = dist.detach() if args.distortion == "mse" else ((x_hat.detach() - x) ** 2).mean(dim=(1, 2, 3))
         mean_p = res["p"].mean(dim=(1, 2, 3))
         over, under = torch.clamp(mean_p - rate, min=0), torch.clamp(rate - mean_p, min=0)
-        if args.rate_weight == "per-db" or args.map_tv:  # one all-reduce, only where a term needs it
+        if args.rate_weight == "per-db" or args.map_tv or args.code_rate:  # one all-reduce, where a term needs it
             batch_mean = distributed.all_sum(dist.detach().sum(), ranks) / args.batch
         if args.rate_weight == "per-db":  # normalised by the mean over the global batch, on every rank
             dist = dist * (batch_mean / dist.detach().clamp(min=1e-12))
         tv = map_total_variation(res["p"], config.levels)
         map_term = args.map_tv * batch_mean * tv if args.map_tv else torch.zeros_like(tv)
-        loss = (dist + (args.gamma * over + args.gamma_under * under + map_term) * learned).mean()
+        loss_i = dist + (args.gamma * over + args.gamma_under * under + map_term) * learned
+        if run.code_rate:  # J = D_dB + slope * bpp, as refinement prices it, in the per-dB loss's units
+            code_bpp = run.code_rate.bpp(res["bits"], res["p"], rate)
+            scale = batch_mean if args.rate_weight == "per-db" else dist.detach()
+            loss_i = loss_i + args.code_rate * scale / DB_PER_NATURAL * run.code_rate.slopes(rate) * code_bpp
+        loss = loss_i.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()  # DDP all-reduces (averages) the gradients here
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -552,6 +583,7 @@ def _loop(run: _Run, stop: dict) -> int:
             "p_minus_r": ((mean_p.detach() - rate) * learned).sum(),
             "map_tv": (tv.detach() * learned).sum(),
             "learned": learned.sum(),
+            **({"code_bpp": code_bpp.detach().sum()} if run.code_rate else {}),
             "samples": torch.tensor(x.shape[0], device=dev),
         }
         for k, v in stats.items():
@@ -570,7 +602,11 @@ def _loop(run: _Run, stop: dict) -> int:
                     "wall_s": round(info["wall_seconds"], 1),
                     "cpu_s": round(info["cpu_seconds"], 1),
                     "steps_per_s": round((step - last_step) / max(now - last_step_time, 1e-9), 3),
-                    **{k: round(sums[k] / sums["samples"], 5) for k in ("loss", "psnr", "raw_bpp")},
+                    **{
+                        k: round(sums[k] / sums["samples"], 5)
+                        for k in ("loss", "psnr", "raw_bpp", "code_bpp")
+                        if k in sums
+                    },
                 }
                 if sums["learned"]:
                     row["p_minus_r"] = round(sums["p_minus_r"] / sums["learned"], 5)
