@@ -18,7 +18,7 @@ from cwic.models.network import (
     reconstruct,
     shift_to_mean,
 )
-from cwic.training.growth import DECODER_WIDTHS, grow_codes, widen, widen_decoder
+from cwic.training.growth import DECODER_WIDTHS, ENCODER_WIDTHS, grow_codes, widen, widen_decoder, widen_encoder
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +257,18 @@ def test_widening_the_decoder_alone_keeps_the_codes_and_the_output(tiny: CWICMod
         y, q, _ = reconstruct(tiny, x, rate)
         y2, q2, _ = reconstruct(wide, x, rate)
         assert torch.equal(q, q2) and torch.allclose(y, y2, atol=1e-6)
+
+
+def test_widening_the_encoder_alone_keeps_the_decoder_and_the_output(tiny: CWICModel) -> None:
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, 40, 56)
+    wide = widen_encoder(tiny, PRESETS["slim"]).eval()
+    assert all(getattr(wide.config, f) == getattr(PRESETS["slim"], f) for f in ENCODER_WIDTHS)
+    assert replace(wide.config, **{f: getattr(tiny.config, f) for f in ENCODER_WIDTHS}) == tiny.config
+    for name, value in tiny.state_dict().items():
+        if name.startswith("decoder."):
+            assert torch.equal(wide.state_dict()[name], value), name  # the synthesis side is untouched
+    for rate in (0.05, 0.9):
+        y, q, _ = reconstruct(tiny, x, rate)
+        y2, q2, _ = reconstruct(wide, x, rate)
+        assert torch.equal(q, q2) and torch.allclose(y, y2, atol=1e-5)

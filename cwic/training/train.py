@@ -74,7 +74,7 @@ from .data import (
 )
 from .distortion import DISTORTIONS, distortion
 from .ema import WeightAverage
-from .growth import grow_codes, widen, widen_decoder
+from .growth import grow_codes, widen, widen_decoder, widen_encoder
 from .pack import read_pack
 
 EVAL_RATES = (0.1, 0.3, 0.6)
@@ -118,6 +118,13 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         default=None,
         help="with --init-from: widen the decoder's layers alone to this preset's widths (for --decoder-only: "
         "the codes and context models stay valid)",
+    )
+    p.add_argument(
+        "--widen-encoder",
+        choices=sorted(PRESETS),
+        default=None,
+        help="with --init-from: widen the encoder's and the importance net's layers alone to this preset's "
+        "widths (for --encoder-only: the decoder stays as it is)",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="slim")
     p.add_argument(
@@ -257,8 +264,8 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
 
 # What a resumed run does not take from its last session: where and how long it runs, not how it learns.
 NOT_INHERITED = frozenset(
-    "data kodak out resume init_from grow_n widen widen_decoder preset gdn zero_init_residual minutes steps "
-    "save_minutes threads device prefetch".split()
+    "data kodak out resume init_from grow_n widen widen_decoder widen_encoder preset gdn zero_init_residual "
+    "minutes steps save_minutes threads device prefetch".split()
 )
 
 
@@ -324,9 +331,10 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
         out.mkdir(parents=True, exist_ok=True)
     resuming = args.resume and (out / "train_state.json").is_file()
     saved = json.loads((out / "train_state.json").read_text()) if resuming else {}
-    if (args.grow_n or args.widen or args.widen_decoder) and (resuming or not args.init_from):
+    if (args.grow_n or args.widen or args.widen_decoder or args.widen_encoder) and (resuming or not args.init_from):
         raise SystemExit(
-            "--grow-n, --widen and --widen-decoder start a new run: use them with --init-from, not on a resumed one"
+            "--grow-n, --widen, --widen-decoder and --widen-encoder start a new run: "
+            "use them with --init-from, not on a resumed one"
         )
     if (args.gdn or args.zero_init_residual) and args.init_from and not resuming:
         raise SystemExit("--gdn and --zero-init-residual start a fresh run, not an --init-from one")
@@ -342,6 +350,8 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
             model = widen(model, replace(PRESETS[args.widen], n=model.config.n, levels=model.config.levels))
         if args.widen_decoder:
             model = widen_decoder(model, PRESETS[args.widen_decoder])
+        if args.widen_encoder:
+            model = widen_encoder(model, PRESETS[args.widen_encoder])
     else:
         model = CWICModel(replace(PRESETS[args.preset], gdn=args.gdn))
         if args.zero_init_residual:
@@ -378,7 +388,8 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
             init_from={"weights_id": init_card["weights_id"], "step": record.get("steps")}
             | ({"grown_from_n": init_card["config"]["n"]} if args.grow_n else {})
             | ({"widened_from": init_card.get("preset")} if args.widen else {})
-            | ({"decoder_widened_to": args.widen_decoder} if args.widen_decoder else {}),
+            | ({"decoder_widened_to": args.widen_decoder} if args.widen_decoder else {})
+            | ({"encoder_widened_to": args.widen_encoder} if args.widen_encoder else {}),
         )
     if args.decay_steps and not info.get("schedule"):
         info["schedule"] = {"start": info["step"], "steps": args.decay_steps}
