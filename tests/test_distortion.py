@@ -5,7 +5,7 @@ import pytest
 import torch
 from pytorch_msssim import ms_ssim as reference_ms_ssim
 
-from cwic.training.distortion import distortion, ms_ssim
+from cwic.training.distortion import distortion, ms_ssim, ssim
 
 
 def _pair(shape: tuple[int, int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,5 +36,7 @@ def test_distortion_has_a_gradient_and_names_the_choices():
     distortion("ms-ssim", y, x).sum().backward()
     assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
     assert torch.allclose(distortion("mse", x, x), torch.zeros(2))
+    mse, one_minus_ssim = distortion("mse", y, x), 1 - ssim(y, x)
+    assert torch.allclose(distortion("mse+ssim", y, x) ** 2, mse * one_minus_ssim, rtol=1e-5)  # dB averaged
     with pytest.raises(ValueError, match="unknown distortion 'l1'"):
         distortion("l1", x, y)
