@@ -154,7 +154,7 @@ def test_init_from_can_grow_the_code(photos: Path, tmp_path: Path) -> None:
     assert train_main(_args(photos, grown, 4) + ["--init-from", str(first / "best"), "--grow-n", "128"]) == 0
     info = json.loads((grown / "train_state.json").read_text())
     assert info["config"]["n"] == 128 and info["init_from"]["grown_from_n"] == 64 and info["step"] == 4
-    with pytest.raises(SystemExit, match="--grow-n, --widen and --widen-decoder start a new run"):
+    with pytest.raises(SystemExit, match="--grow-n, --widen, --widen-decoder and --widen-encoder start a new run"):
         train_main(_args(photos, grown, 5) + ["--resume", "--grow-n", "256"])
 
 
@@ -183,6 +183,21 @@ def test_a_decoder_only_run_can_widen_the_decoder_and_keep_the_context_models(
     assert card["entropy"] == {"fitted": "here"} and shipped.config.dec2 == PRESETS["slim"].dec2
     with pytest.raises(SystemExit, match="start a new run"):
         train_main(_args(photos, wide, 6) + ["--resume", "--widen-decoder", "medium"])
+
+
+def test_an_encoder_only_run_can_widen_the_encoder_and_keeps_the_decoder(photos: Path, tmp_path: Path) -> None:
+    first, wide = tmp_path / "first", tmp_path / "wide"
+    assert train_main(_args(photos, first, 3)) == 0
+    grow = ["--init-from", str(first / "best"), "--widen-encoder", "slim", "--encoder-only"]
+    assert train_main(_args(photos, wide, 5) + grow) == 0
+    info = json.loads((wide / "train_state.json").read_text())
+    assert info["config"]["enc1"] == PRESETS["slim"].enc1 and info["config"]["dec1"] == PRESETS["tiny"].dec1
+    assert info["init_from"]["encoder_widened_to"] == "slim" and info["encoder_only"]
+    start, after = load_checkpoint(first / "best")[0].state_dict(), load_file(str(wide / "train_state.safetensors"))
+    decoder = [k for k in start if k.startswith("decoder.")]
+    assert decoder and all(torch.equal(start[k], after["model." + k]) for k in decoder)  # frozen, as it was
+    with pytest.raises(SystemExit, match="start a new run"):
+        train_main(_args(photos, wide, 6) + ["--resume", "--widen-encoder", "medium"])
 
 
 def test_ema_schedule_rate_weighting_and_stochastic_bits_resume_exactly(
