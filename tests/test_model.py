@@ -244,31 +244,22 @@ def test_widened_layers_compute_the_same_function(tiny: CWICModel) -> None:
         widen(tiny, replace(wider, n=2 * tiny.config.n))
 
 
-def test_widening_the_decoder_alone_keeps_the_codes_and_the_output(tiny: CWICModel) -> None:
+@pytest.mark.parametrize(
+    ("grow", "widths", "part", "atol"),
+    [(widen_decoder, DECODER_WIDTHS, "decoder.", 1e-6), (widen_encoder, ENCODER_WIDTHS, "encoder.", 1e-5)],
+    ids=["decoder", "encoder"],
+)
+def test_widening_one_side_alone_keeps_the_other_and_the_output(tiny: CWICModel, grow, widths, part, atol) -> None:
     torch.manual_seed(3)
     x = torch.rand(1, 3, 40, 56)
-    wide = widen_decoder(tiny, PRESETS["slim"]).eval()
-    assert all(getattr(wide.config, f) == getattr(PRESETS["slim"], f) for f in DECODER_WIDTHS)
-    assert replace(wide.config, **{f: getattr(tiny.config, f) for f in DECODER_WIDTHS}) == tiny.config
+    wide = grow(tiny, PRESETS["slim"]).eval()
+    assert all(getattr(wide.config, f) == getattr(PRESETS["slim"], f) for f in widths)
+    assert replace(wide.config, **{f: getattr(tiny.config, f) for f in widths}) == tiny.config
+    grown = ("encoder.", "importance.") if part == "encoder." else (part,)
     for name, value in tiny.state_dict().items():
-        if not name.startswith("decoder."):
-            assert torch.equal(wide.state_dict()[name], value), name  # the analysis side is untouched
+        if not name.startswith(grown):
+            assert torch.equal(wide.state_dict()[name], value), name  # the other side is untouched
     for rate in (0.05, 0.9):
         y, q, _ = reconstruct(tiny, x, rate)
         y2, q2, _ = reconstruct(wide, x, rate)
-        assert torch.equal(q, q2) and torch.allclose(y, y2, atol=1e-6)
-
-
-def test_widening_the_encoder_alone_keeps_the_decoder_and_the_output(tiny: CWICModel) -> None:
-    torch.manual_seed(3)
-    x = torch.rand(1, 3, 40, 56)
-    wide = widen_encoder(tiny, PRESETS["slim"]).eval()
-    assert all(getattr(wide.config, f) == getattr(PRESETS["slim"], f) for f in ENCODER_WIDTHS)
-    assert replace(wide.config, **{f: getattr(tiny.config, f) for f in ENCODER_WIDTHS}) == tiny.config
-    for name, value in tiny.state_dict().items():
-        if name.startswith("decoder."):
-            assert torch.equal(wide.state_dict()[name], value), name  # the synthesis side is untouched
-    for rate in (0.05, 0.9):
-        y, q, _ = reconstruct(tiny, x, rate)
-        y2, q2, _ = reconstruct(wide, x, rate)
-        assert torch.equal(q, q2) and torch.allclose(y, y2, atol=1e-5)
+        assert torch.equal(q, q2) and torch.allclose(y, y2, atol=atol)

@@ -90,8 +90,7 @@ def widen_decoder(model: CWICModel, config: ModelConfig) -> CWICModel:
     At slim widths only dec2 / 16 = 8 channels per pixel reach full resolution; this is the way to
     give the decoder the paper's 16 without touching the code.
     """
-    old = model.config
-    return widen(model, replace(old, **{f: max(getattr(old, f), getattr(config, f)) for f in DECODER_WIDTHS}))
+    return _widen_fields(model, config, DECODER_WIDTHS)
 
 
 ENCODER_WIDTHS = ("enc1", "enc2", "enc_inner", "imp")
@@ -105,5 +104,10 @@ def widen_encoder(model: CWICModel, config: ModelConfig) -> CWICModel:
     same decoder (docs/refinement.md), and the slim encoder trained alone does not close that gap:
     this asks whether a wider one does, at the cost of encoding only.
     """
+    return _widen_fields(model, config, ENCODER_WIDTHS)
+
+
+def _widen_fields(model: CWICModel, config: ModelConfig, fields: tuple[str, ...]) -> CWICModel:
+    """`widen` to `config`'s widths for `fields` alone, never narrowing; every other width stays."""
     old = model.config
-    return widen(model, replace(old, **{f: max(getattr(old, f), getattr(config, f)) for f in ENCODER_WIDTHS}))
+    return widen(model, replace(old, **{f: max(getattr(old, f), getattr(config, f)) for f in fields}))
