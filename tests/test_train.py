@@ -126,7 +126,7 @@ def test_ms_ssim_fine_tune_resumes_a_run_and_names_itself_in_the_recipe(photos: 
     assert all(np.isfinite(v.numpy()).all() for k, v in weights.items() if k.startswith("model."))
 
 
-@pytest.mark.parametrize("name", ["mse", "ms-ssim", "mse+ssim"])
+@pytest.mark.parametrize("name", ["mse", "ms-ssim", "mse+ssim", "mse+ssim+ms-ssim"])
 def test_every_distortion_trains_the_autoencoder(photos: Path, tmp_path: Path, name: str) -> None:
     # the mean-shifted map zeroes the rate terms, so the distortion alone must move the weights
     assert train_main(_args(photos, tmp_path, 1) + ["--mean-shift"]) == 0

@@ -68,11 +68,13 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def distortion(name: str, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-image training distortion: 'mse', 'ms-ssim' (1 - MS-SSIM), or 'mse+ssim'.
+    """Per-image training distortion: 'mse', 'ms-ssim' (1 - MS-SSIM), 'mse+ssim' or 'mse+ssim+ms-ssim'.
 
     'mse+ssim' is the geometric mean sqrt(MSE * (1 - SSIM)): its log, which the per-dB weighting
     follows, is the average of the two distortions in dB, the objective encoder-side refinement
     uses by default because it gains in PSNR, SSIM and MS-SSIM together (docs/refinement.md).
+    'mse+ssim+ms-ssim' is the cube root of MSE * (1 - SSIM) * (1 - MS-SSIM): all three metrics the
+    evaluation reports, in dB, with equal weight.
     """
     if name == "mse":
         return ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
@@ -81,7 +83,11 @@ def distortion(name: str, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if name == "mse+ssim":
         mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
         return torch.sqrt(mse * (1 - ssim(x_hat, x)).clamp(min=1e-6))
+    if name == "mse+ssim+ms-ssim":
+        mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
+        product = mse * (1 - ssim(x_hat, x)).clamp(min=1e-6) * (1 - ms_ssim(x_hat, x)).clamp(min=1e-6)
+        return product ** (1 / 3)
     raise ValueError(f"unknown distortion {name!r}: use one of {', '.join(DISTORTIONS)}")
 
 
-DISTORTIONS = ("mse", "ms-ssim", "mse+ssim")
+DISTORTIONS = ("mse", "ms-ssim", "mse+ssim", "mse+ssim+ms-ssim")

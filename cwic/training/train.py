@@ -8,7 +8,8 @@ Stage 1 (`--uniform-steps`) replaces every importance map by a random
 constant map (the two-stage recipe: the autoencoder learns first, without the map); after it,
 `--uniform-frac` of each batch keeps uniform maps so the same decoder serves the ablation.
 D is MSE, 1 - MS-SSIM with `--distortion ms-ssim` (a fine-tune for the SSIM metrics), or
-sqrt(MSE * (1 - SSIM)) with `--distortion mse+ssim` (PSNR and SSIM in dB, averaged).
+sqrt(MSE * (1 - SSIM)) with `--distortion mse+ssim` (PSNR and SSIM in dB, averaged), or the cube root
+of MSE * (1 - SSIM) * (1 - MS-SSIM) with `--distortion mse+ssim+ms-ssim` (all three in dB, averaged).
 With `--rate-weight per-db` each sample's D is divided by its own (detached) value times the batch
 mean, so every sample counts by its relative error (equal weight per dB) instead of low rates
 dominating; `--full-rate-frac` draws that share of samples at r = 1 (every channel kept).
@@ -411,7 +412,7 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
             rng.bit_generator.state = saved[k] if isinstance(saved, list) else saved
     if args.code_rate and args.bit_model is None:
         args.bit_model = args.init_from
-    if args.code_rate and args.distortion == "mse+ssim":
+    if args.code_rate and args.distortion.startswith("mse+"):
         raise SystemExit("--code-rate prices bits in PSNR or MS-SSIM dB: use it with --distortion mse or ms-ssim")
     if args.code_rate and args.bit_model is None:
         raise SystemExit("--code-rate needs --bit-model CHECKPOINT (or --init-from) for its context model")
@@ -713,7 +714,8 @@ def recipe(config: ModelConfig, sessions: list[dict]) -> str:
     if tuned:
         text += (
             "; D = 1 - MS-SSIM in the sessions run with --distortion ms-ssim, sqrt(MSE * (1 - SSIM)) in those "
-            "run with --distortion mse+ssim, MSE in the others"
+            "run with --distortion mse+ssim, the cube root of MSE * (1 - SSIM) * (1 - MS-SSIM) in those run with "
+            "--distortion mse+ssim+ms-ssim, MSE in the others"
         )
     return text + ("; p shifted so that mean(p) = r (mean_shift): the hinges are zero" if config.mean_shift else "")
 
