@@ -245,17 +245,19 @@ def test_widened_layers_compute_the_same_function(tiny: CWICModel) -> None:
 
 
 @pytest.mark.parametrize(
-    ("grow", "widths", "part", "atol"),
-    [(widen_decoder, DECODER_WIDTHS, "decoder.", 1e-6), (widen_encoder, ENCODER_WIDTHS, "encoder.", 1e-5)],
+    ("grow", "widths", "grown", "atol"),
+    [
+        (widen_decoder, DECODER_WIDTHS, ("decoder.",), 1e-6),
+        (widen_encoder, ENCODER_WIDTHS, ("encoder.", "importance."), 1e-5),
+    ],
     ids=["decoder", "encoder"],
 )
-def test_widening_one_side_alone_keeps_the_other_and_the_output(tiny: CWICModel, grow, widths, part, atol) -> None:
+def test_widening_one_side_alone_keeps_the_other_and_the_output(tiny: CWICModel, grow, widths, grown, atol) -> None:
     torch.manual_seed(3)
     x = torch.rand(1, 3, 40, 56)
     wide = grow(tiny, PRESETS["slim"]).eval()
     assert all(getattr(wide.config, f) == getattr(PRESETS["slim"], f) for f in widths)
     assert replace(wide.config, **{f: getattr(tiny.config, f) for f in widths}) == tiny.config
-    grown = ("encoder.", "importance.") if part == "encoder." else (part,)
     for name, value in tiny.state_dict().items():
         if not name.startswith(grown):
             assert torch.equal(wide.state_dict()[name], value), name  # the other side is untouched

@@ -44,6 +44,11 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """MS-SSIM per image of two N x 3 x H x W batches in [0, 1], over the scales that fit."""
+    return _ms_ssim_and_ssim(x, y)[0]
+
+
+def _ms_ssim_and_ssim(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MS-SSIM and the full-scale SSIM per image: its first scale computes SSIM anyway."""
     side = min(x.shape[-2:])
     if side < len(WINDOW):
         raise ValueError(f"MS-SSIM needs images of at least {len(WINDOW)} px, got {tuple(x.shape[-2:])}")
@@ -57,6 +62,8 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     factors = []
     for s in range(scales):
         ssim, cs = _ssim_cs(x, y)
+        if s == 0:
+            full_scale_ssim = ssim.mean(dim=1)
         if s < scales - 1:
             factors.append(torch.relu(cs))
             pad = [n % 2 for n in x.shape[-2:]]
@@ -64,7 +71,7 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         else:
             factors.append(torch.relu(ssim))
     per_channel = torch.prod(torch.stack(factors) ** weights.to(x.device).view(-1, 1, 1), dim=0)
-    return per_channel.mean(dim=1)
+    return per_channel.mean(dim=1), full_scale_ssim
 
 
 def distortion(name: str, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -76,17 +83,16 @@ def distortion(name: str, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     'mse+ssim+ms-ssim' is the cube root of MSE * (1 - SSIM) * (1 - MS-SSIM): all three metrics the
     evaluation reports, in dB, with equal weight.
     """
-    if name == "mse":
-        return ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
     if name == "ms-ssim":
         return 1 - ms_ssim(x_hat, x)
+    mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
+    if name == "mse":
+        return mse
     if name == "mse+ssim":
-        mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
-        return torch.sqrt(mse * (1 - ssim(x_hat, x)).clamp(min=1e-6))
+        return torch.sqrt(mse.clamp(min=1e-10) * (1 - ssim(x_hat, x)).clamp(min=1e-6))
     if name == "mse+ssim+ms-ssim":
-        mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
-        product = mse * (1 - ssim(x_hat, x)).clamp(min=1e-6) * (1 - ms_ssim(x_hat, x)).clamp(min=1e-6)
-        return product ** (1 / 3)
+        ms, full_scale = _ms_ssim_and_ssim(x_hat, x)
+        return (mse.clamp(min=1e-10) * (1 - full_scale).clamp(min=1e-6) * (1 - ms).clamp(min=1e-6)) ** (1 / 3)
     raise ValueError(f"unknown distortion {name!r}: use one of {', '.join(DISTORTIONS)}")
 
 
