@@ -85,11 +85,21 @@ def _level_info(codec) -> str:
 
 
 def describe(codec) -> str:
-    """What a checkpoint was trained for, from its model card's recipe."""
-    recipe = codec.card.get("training", {}).get("recipe", "")
-    steps = codec.card.get("training", {}).get("steps")
-    what = "fine-tuned on MS-SSIM (higher SSIM, softer PSNR)" if "MS-SSIM" in recipe else "trained on MSE"
+    """What a checkpoint was trained for: the distortion of the last session in its model card."""
+    training = codec.card.get("training", {})
+    sessions = training.get("sessions") or [{}]
+    distortion = sessions[-1].get("args", {}).get("distortion") or "mse"
+    what = _TRAINED_FOR.get(distortion, f"fine-tuned on {distortion}")
+    steps = training.get("steps")
     return f"{what}, {steps:,} steps" if steps else what
+
+
+_TRAINED_FOR = {
+    "mse": "trained on MSE",
+    "ms-ssim": "fine-tuned on MS-SSIM (higher SSIM, softer PSNR)",
+    "mse+ssim": "fine-tuned on PSNR + SSIM",
+    "mse+ssim+ms-ssim": "fine-tuned on PSNR + SSIM + MS-SSIM (higher SSIM, softer PSNR)",
+}
 
 
 def _model_info(codecs: dict) -> str:

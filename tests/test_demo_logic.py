@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cwic import Codec
 from cwic.errors import ImageError
 from cwic.evaluation import baselines
 from demo import compare, inputs, maps, rd_curves
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "demo" / "examples" / "kodim23.png"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "demo" / "examples" / "kodim23.png"
 
 
 @pytest.fixture(scope="module")
@@ -266,4 +268,6 @@ def test_the_model_choice_picks_the_checkpoint(codec, tmp_path):
     with pytest.raises(gr.Error, match="unknown model 'third'"):
         run(path, "cwic level", 1, 0.3, [], False, None, "third", **quiet)
     assert make_rd_handler(codecs)(comp, **quiet).ndim == 3
-    assert describe(codec).startswith("trained on MSE, ")
+    assert describe(codec).startswith("fine-tuned on PSNR + SSIM + MS-SSIM")  # the default
+    assert describe(Codec.load(REPO / "checkpoints" / "cwic-slim-mse")).startswith("trained on MSE, ")
+    assert describe(Codec.load(REPO / "checkpoints" / "cwic-slim-msssim")).startswith("fine-tuned on MS-SSIM")
