@@ -84,6 +84,15 @@ def _level_info(codec) -> str:
     return "mean bpp on Kodak per level: " + ", ".join(parts) if parts else "1 = fewest bits"
 
 
+# the demo's words for each `cwic train --distortion` (cwic.training.distortion.DISTORTIONS)
+_TRAINED_FOR = {
+    "mse": "trained on MSE",
+    "ms-ssim": "fine-tuned on MS-SSIM (higher SSIM, softer PSNR)",
+    "mse+ssim": "fine-tuned on PSNR + SSIM",
+    "mse+ssim+ms-ssim": "fine-tuned on PSNR + SSIM + MS-SSIM (higher SSIM, softer PSNR)",
+}
+
+
 def describe(codec) -> str:
     """What a checkpoint was trained for: the distortion of the last session in its model card."""
     training = codec.card.get("training", {})
@@ -92,14 +101,6 @@ def describe(codec) -> str:
     what = _TRAINED_FOR.get(distortion, f"fine-tuned on {distortion}")
     steps = training.get("steps")
     return f"{what}, {steps:,} steps" if steps else what
-
-
-_TRAINED_FOR = {
-    "mse": "trained on MSE",
-    "ms-ssim": "fine-tuned on MS-SSIM (higher SSIM, softer PSNR)",
-    "mse+ssim": "fine-tuned on PSNR + SSIM",
-    "mse+ssim+ms-ssim": "fine-tuned on PSNR + SSIM + MS-SSIM (higher SSIM, softer PSNR)",
-}
 
 
 def _model_info(codecs: dict) -> str:
