@@ -90,6 +90,7 @@ _TRAINED_FOR = {
     "ms-ssim": "fine-tuned on MS-SSIM (higher SSIM, softer PSNR)",
     "mse+ssim": "fine-tuned on PSNR + SSIM",
     "mse+ssim+ms-ssim": "fine-tuned on PSNR + SSIM + MS-SSIM (higher SSIM, softer PSNR)",
+    "ssim+ms-ssim": "fine-tuned on SSIM + MS-SSIM (higher SSIM, softer PSNR)",
 }
 
 

@@ -40,5 +40,6 @@ def test_distortion_has_a_gradient_and_names_the_choices():
     assert torch.allclose(distortion("mse+ssim", y, x) ** 2, mse * one_minus_ssim, rtol=1e-5)  # dB averaged
     product = mse * one_minus_ssim * (1 - ms_ssim(y, x))
     assert torch.allclose(distortion("mse+ssim+ms-ssim", y, x) ** 3, product, rtol=1e-5)
+    assert torch.allclose(distortion("ssim+ms-ssim", y, x) ** 2, product / mse, rtol=1e-5)
     with pytest.raises(ValueError, match="unknown distortion 'l1'"):
         distortion("l1", x, y)

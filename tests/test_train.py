@@ -14,6 +14,7 @@ from cwic.checkpoint import load_checkpoint, save_checkpoint
 from cwic.entropy_models.context_model import BitContext, code_bits, export_int
 from cwic.models.config import PRESETS, ModelConfig
 from cwic.models.network import ResBlock
+from cwic.training.distortion import DISTORTIONS
 from cwic.training.export import main as export_main
 from cwic.training.train import main as train_main
 from cwic.training.train import map_total_variation, parse_args, recipe, scheduled_lr
@@ -126,7 +127,7 @@ def test_ms_ssim_fine_tune_resumes_a_run_and_names_itself_in_the_recipe(photos: 
     assert all(np.isfinite(v.numpy()).all() for k, v in weights.items() if k.startswith("model."))
 
 
-@pytest.mark.parametrize("name", ["mse", "ms-ssim", "mse+ssim", "mse+ssim+ms-ssim"])
+@pytest.mark.parametrize("name", DISTORTIONS)
 def test_every_distortion_trains_the_autoencoder(photos: Path, tmp_path: Path, name: str) -> None:
     # the mean-shifted map zeroes the rate terms, so the distortion alone must move the weights
     assert train_main(_args(photos, tmp_path, 1) + ["--mean-shift"]) == 0

@@ -9,7 +9,8 @@ constant map (the two-stage recipe: the autoencoder learns first, without the ma
 `--uniform-frac` of each batch keeps uniform maps so the same decoder serves the ablation.
 D is MSE, 1 - MS-SSIM with `--distortion ms-ssim` (a fine-tune for the SSIM metrics), or
 sqrt(MSE * (1 - SSIM)) with `--distortion mse+ssim` (PSNR and SSIM in dB, averaged), or the cube root
-of MSE * (1 - SSIM) * (1 - MS-SSIM) with `--distortion mse+ssim+ms-ssim` (all three in dB, averaged).
+of MSE * (1 - SSIM) * (1 - MS-SSIM) with `--distortion mse+ssim+ms-ssim` (all three in dB, averaged),
+or sqrt((1 - SSIM) * (1 - MS-SSIM)) with `--distortion ssim+ms-ssim` (the SSIM metrics alone).
 With `--rate-weight per-db` each sample's D is divided by its own (detached) value times the batch
 mean, so every sample counts by its relative error (equal weight per dB) instead of low rates
 dominating; `--full-rate-frac` draws that share of samples at r = 1 (every channel kept).
@@ -715,7 +716,8 @@ def recipe(config: ModelConfig, sessions: list[dict]) -> str:
         text += (
             "; D = 1 - MS-SSIM in the sessions run with --distortion ms-ssim, sqrt(MSE * (1 - SSIM)) in those "
             "run with --distortion mse+ssim, the cube root of MSE * (1 - SSIM) * (1 - MS-SSIM) in those run with "
-            "--distortion mse+ssim+ms-ssim, MSE in the others"
+            "--distortion mse+ssim+ms-ssim, sqrt((1 - SSIM) * (1 - MS-SSIM)) in those run with --distortion "
+            "ssim+ms-ssim, MSE in the others"
         )
     return text + ("; p shifted so that mean(p) = r (mean_shift): the hinges are zero" if config.mean_shift else "")
 
