@@ -255,7 +255,8 @@ def test_painted_region_of_interest_gets_more_bits(codec, small_rgb):
 
 def test_the_model_choice_picks_the_checkpoint(codec, tmp_path):
     gr = pytest.importorskip("gradio")
-    from demo.ui import describe, make_handler, make_rd_handler
+    from cwic.training.distortion import DISTORTIONS
+    from demo.ui import _TRAINED_FOR, describe, make_handler, make_rd_handler
 
     codecs = {"first": codec, "second": codec}
     run = make_handler(codecs)
@@ -271,3 +272,4 @@ def test_the_model_choice_picks_the_checkpoint(codec, tmp_path):
     assert describe(codec).startswith("fine-tuned on PSNR + SSIM + MS-SSIM")  # the default
     assert describe(Codec.load(REPO / "checkpoints" / "cwic-slim-mse")).startswith("trained on MSE, ")
     assert describe(Codec.load(REPO / "checkpoints" / "cwic-slim-msssim")).startswith("fine-tuned on MS-SSIM")
+    assert set(_TRAINED_FOR) == set(DISTORTIONS)  # words for every distortion a checkpoint can be trained on
