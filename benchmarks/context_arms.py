@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def entropy_times(codec: Codec, feats: torch.Tensor, bits: torch.Tensor, rate: float) -> tuple[float, float]:
     """(encode CPU s, decode CPU s) of the entropy stage alone, median of 3."""
-    q = quantize_importance(codec.model.importance_map(feats, rate)[0, 0], codec.L)
+    q = quantize_importance(codec.model.importance_map(feats, rate)[0, 0], codec.config)
     enc, dec = [], []
     for _ in range(3):
         t = time.process_time()
@@ -98,16 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         uniform_stages = arm.endswith("u")
         width, kernel = (int(v) for v in arm.rstrip("u").split("x"))
         torch.manual_seed(0)
-        map_net, bit_net = MapContext(L, width, kernel), BitContext(n, L, width, kernel)
+        map_net, bit_net = MapContext(codec.config.symbols, width, kernel), BitContext(n, L, width, kernel)
         t = time.process_time()
-        steps = fit(
-            map_net, bit_net, codes, n, L, args.minutes, 48, 16, 3e-3, np.random.default_rng(1), not uniform_stages
-        )
+        rng = np.random.default_rng(1)
+        steps = fit(map_net, bit_net, codes, codec.config, args.minutes, 48, 16, 3e-3, rng, not uniform_stages)
         fit_cpu = time.process_time() - t
         with torch.no_grad():
-            vb, vm = _eval(map_net, bit_net, *val, n, L)
+            vb, vm = _eval(map_net, bit_net, *val, codec.config)
         tensors = export_int(map_net, "entropy.map") | export_int(bit_net, "entropy.bits") | lookup_tables()
-        codec.entropy = EntropyModel(tensors, n, L)
+        codec.entropy = EntropyModel(tensors, codec.config)
         levels = [kodak_bpp(codec, prepared, r) for r in rates]
         enc_s, dec_s = entropy_times(codec, top[0], top[1], rates[-1])
         row = {

@@ -36,7 +36,7 @@ def stage_costs(checkpoint: Path, files: list[Path]) -> list[dict]:
     """Per level of the checkpoint: bits per entry in each map stage, their mean, the marginal entropy."""
     model, card, extra = load_checkpoint(checkpoint)
     width, kernel = int_shape(extra, "entropy.map")
-    net = MapContext(model.config.levels, width, kernel)
+    net = MapContext(model.config.symbols, width, kernel)
     import_int(net, extra, "entropy.map")
     feats = []
     for f in files:
@@ -46,11 +46,11 @@ def stage_costs(checkpoint: Path, files: list[Path]) -> list[dict]:
     for level in card["levels"]:
         bits, count, marginal = np.zeros(len(MAP_STAGES)), np.zeros(len(MAP_STAGES)), []
         for feat in feats:
-            q = quantize_importance(model.importance_map(feat, level["rate"]), model.config.levels)[:, 0]
+            q = quantize_importance(model.importance_map(feat, level["rate"]), model.config)[:, 0]
             stage_bits, entries = map_bits_by_stage(net, q, torch.tensor([rate_plane_value(level["rate"])]))
             bits += stage_bits
             count += entries
-            hist = np.bincount(q.flatten().numpy(), minlength=model.config.levels) / q.numel()
+            hist = np.bincount(q.flatten().numpy(), minlength=model.config.symbols) / q.numel()
             marginal.append(float(-(hist[hist > 0] * np.log2(hist[hist > 0])).sum()))
         out.append(
             {

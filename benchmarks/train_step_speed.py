@@ -66,7 +66,7 @@ def whole_net_bf16(model: CWICModel, x: torch.Tensor, rate: torch.Tensor) -> tup
         e, feats = model.analyze(x)
         p = model.importance_map(feats, rate)
         bits = Binarize.apply(e.float())
-        return model.synthesize(bits, ImportanceMask.apply(p, model.config.n, model.config.levels)), bits
+        return model.synthesize(bits, ImportanceMask.apply(p, model.config)), bits
 
 
 def gradient(model: CWICModel, x: torch.Tensor, rate: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,7 +53,7 @@ def measure(name: str, repeats: int) -> dict:
     img = torch.rand(1, 3, 512, 768)
     with torch.no_grad():
         e, feats = model.analyze(img)
-        mask = mask_from_levels(quantize_importance(model.importance_map(feats, 0.3), 16), 64, 16)
+        mask = mask_from_levels(quantize_importance(model.importance_map(feats, 0.3), model.config), model.config)
         bits = (e > 0.5).float()
         enc = median_time(lambda: model.importance_map(model.analyze(img)[1], 0.3), repeats)
         dec = median_time(lambda: model.synthesize(bits, mask), repeats)

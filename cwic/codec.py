@@ -19,7 +19,15 @@ from .checkpoint import DEFAULT_CHECKPOINT, WEIGHTS, load_checkpoint, shipped_ch
 from .entropy_models.entropy_coder import EntropyModel
 from .errors import CheckpointError, ImageError
 from .images import check_rgb
-from .models.network import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance
+from .models.network import (
+    RENDER_THREADS,
+    fixed_threads,
+    kept_channels,
+    mask_from_levels,
+    pad_to_multiple,
+    quantize_importance,
+    top_group,
+)
 from .refinement import DEFAULT_METRICS, check_metrics, rd_slope, refine_codes
 
 DEFAULT_RATES = (0.04, 0.1, 0.18, 0.3, 0.45, 0.65)  # used until `train-entropy` calibrates the card
@@ -40,7 +48,7 @@ class Compressed:
     uniform: bool
     refine_steps: int  # encoder-side refinement steps the codes got (0: the encoder's own codes)
     importance: np.ndarray  # (h, w) float32 p (after uniform / roi)
-    importance_levels: np.ndarray  # (h, w) int q in [0, L)
+    importance_levels: np.ndarray  # (h, w) int map symbols q in [0, config.symbols)
     kept_channels: np.ndarray  # (h, w) int (n/L)(q+1)
     bits_per_block: np.ndarray  # (h, w) float64, sums to payload_bits
     map_bits: float  # information content of the map, as coded
@@ -82,7 +90,7 @@ class Codec:
 
     def __init__(self, model, card: dict, entropy: EntropyModel) -> None:
         self.model, self.card, self.entropy = model, card, entropy
-        self.n, self.L = model.config.n, model.config.levels
+        self.config, self.n, self.L = model.config, model.config.n, model.config.levels
         self.checkpoint_id: str = card["weights_id"]
 
     @classmethod
@@ -93,7 +101,7 @@ class Codec:
             model, card, extra = load_checkpoint(folder)
         except FileNotFoundError as e:
             raise CheckpointError(str(e)) from None
-        return cls(model, card, EntropyModel(extra, model.config.n, model.config.levels))
+        return cls(model, card, EntropyModel(extra, model.config))
 
     @classmethod
     def for_file(cls, data: bytes, folders: Iterable[str | Path] | None = None) -> Codec:
@@ -175,8 +183,8 @@ class Codec:
         data = bitstream.pack(header, map_s, bits_s)
         payload = 8 * (len(map_s) + len(bits_s))
         info = map_info + bits_info
-        kept = bits * mask_from_levels(q[None, None], self.n, self.L)[0]
-        kept_channels = ((q + 1) * (self.n // self.L)).numpy()
+        kept = bits * mask_from_levels(q[None, None], self.config)[0]
+        kept_counts = kept_channels(q, self.config).numpy()
         return Compressed(
             data=data,
             width=w_img,
@@ -187,13 +195,13 @@ class Codec:
             refine_steps=refine,
             importance=p.numpy().astype(np.float32),
             importance_levels=q.numpy(),
-            kept_channels=kept_channels,
+            kept_channels=kept_counts,
             bits_per_block=info * (payload / info.sum()),
             map_bits=float(map_info.sum()),
             code_bits=float(bits_info.sum()),
             payload_bits=payload,
             _render=lambda: self._render(q, kept, h_img, w_img),
-            _by_level=lambda: self._kept_by_level(feats, roi_blocks, uniform, {lvl: kept_channels}),
+            _by_level=lambda: self._kept_by_level(feats, roi_blocks, uniform, {lvl: kept_counts}),
         )
 
     def kept_channels_by_level(
@@ -216,7 +224,7 @@ class Codec:
                 kept[k] = known[k]
             else:
                 p = self.model.importance_map(feats, _f32(lv["rate"]), roi_blocks, uniform)[0, 0]
-                kept[k] = ((quantize_importance(p, self.L) + 1) * (self.n // self.L)).numpy()
+                kept[k] = kept_channels(quantize_importance(p, self.config), self.config).numpy()
         return kept
 
     @torch.no_grad()
@@ -236,12 +244,13 @@ class Codec:
     def _refine(self, xp, e, q: torch.Tensor, rate: float, steps: int, metrics: tuple[str, ...]) -> torch.Tensor:
         """Refined 0/1 codes (n, h, w) for the mask of levels q, at this checkpoint's own R-D slope."""
         slope = rd_slope(self.levels, rate, metrics)
-        mask = mask_from_levels(q[None, None], self.n, self.L)
+        mask = mask_from_levels(q[None, None], self.config)
         bit_net = self.entropy.float_bit_context()
-        return refine_codes(self.model, bit_net, xp, e, mask, q, rate, slope, metrics, steps)[0]
+        t = top_group(q, self.config)
+        return refine_codes(self.model, bit_net, xp, e, mask, t, rate, slope, metrics, steps)[0]
 
     def _code(self, p: torch.Tensor, bits: torch.Tensor, rate: float):
-        q = quantize_importance(p, self.L)
+        q = quantize_importance(p, self.config)
         c = self.entropy.encode(q, bits, rate)
         return q, (c.map_section, c.bits_section, c.map_info, c.bits_info)
 
@@ -283,7 +292,7 @@ class Codec:
     @torch.no_grad()
     def _render(self, q: torch.Tensor, bits: torch.Tensor, height: int, width: int) -> np.ndarray:
         """The decoder: (q, masked 0/1 bits) -> cropped uint8 image. The encoder calls it too."""
-        mask = mask_from_levels(q[None, None], self.n, self.L)
+        mask = mask_from_levels(q[None, None], self.config)
         with fixed_threads(RENDER_THREADS):
             x_hat = self.model.synthesize(bits[None] * mask, mask)[0, :, :height, :width]
         return (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()

@@ -81,7 +81,7 @@ def refine_codes(
     x: Tensor,
     e: Tensor,
     mask: Tensor,
-    q: Tensor,
+    t: Tensor,
     rate: float,
     slope: float,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
@@ -92,18 +92,19 @@ def refine_codes(
     The objective is taken over the padded image, as the decoder renders it (the padding
     replicates the last row and column, and is at most 7 pixels).
 
-    e: the encoder's sigmoid activations; mask, q: the file's mask and levels; slope: dB per bpp.
+    e: the encoder's sigmoid activations; mask, t: the file's mask and last kept group per block
+    (`top_group` of its map); slope: dB per bpp.
     Returns the encoder's own thresholded codes when no step improved J in float32 (checked once
     at the end, because the steps run in bfloat16 where the CPU has it).
     """
     pixels = x.shape[-2] * x.shape[-1]
-    qq, rint = q.view(1, 1, *q.shape[-2:]), torch.tensor([rate_plane_value(rate)])
+    tt, rint = t.view(1, 1, *t.shape[-2:]), torch.tensor([rate_plane_value(rate)])
     amp = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
     def objective(bits: Tensor, low_precision: bool) -> Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
             x_hat = model.synthesize(bits, mask).float()
-        return distortion_db(metrics, x_hat, x) + slope * code_bits(bit_net, bits, qq, rint)[0] / pixels
+        return distortion_db(metrics, x_hat, x) + slope * code_bits(bit_net, bits, tt, rint)[0] / pixels
 
     start = (e > 0.5).float()
     z = torch.logit(e.detach().clamp(1e-4, 1 - 1e-4)).requires_grad_(True)

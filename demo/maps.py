@@ -139,12 +139,13 @@ def level_strip(comp: Comparison, codec: Codec) -> np.ndarray:
     rgb, c = comp.original, comp.compressed
     by_level = c.kept_channels_by_level
     rates = {lv["level"]: lv["rate"] for lv in codec.levels}
-    n, groups = codec.n, codec.L
+    n, cells = codec.n, codec.config.symbols  # one colour per map symbol
+    group, first = n // codec.L, int(not codec.config.zero_level)  # groups kept at symbol 0
     hb, wb = next(iter(by_level.values())).shape
     s = max(1, round(STRIP_PANEL / max(hb, wb)))  # whole pixels per block, about STRIP_PANEL px on the long side
     ph, pw = hb * s, wb * s
     grey = np.asarray(Image.fromarray(rgb).convert("L").resize((pw, ph), Image.Resampling.BOX), np.float64)[..., None]
-    lut = colormaps["viridis"].resampled(groups)(np.arange(groups))[:, :3]
+    lut = colormaps["viridis"].resampled(cells)(np.arange(cells))[:, :3]
     font = ImageFont.truetype(FONT, 12)
     captions = [
         (f"level {k} · r = {rates[k]:.2f}", f"mean {kept.mean():.1f} of {n} kept") for k, kept in by_level.items()
@@ -155,21 +156,21 @@ def level_strip(comp: Comparison, codec: Codec) -> np.ndarray:
     canvas = Image.new("RGB", (bar_x + 14 + 32 + 18, bar_h + 36), "white")
     draw = ImageDraw.Draw(canvas)
     for i, ((k, kept), (top, bottom)) in enumerate(zip(by_level.items(), captions, strict=True)):
-        blocks = np.repeat(np.repeat(lut[kept // (n // groups) - 1], s, axis=0), s, axis=1)
+        blocks = np.repeat(np.repeat(lut[kept // group - first], s, axis=0), s, axis=1)
         x = i * (slot + gap)
         canvas.paste(Image.fromarray(np.round((0.3 * grey / 255 + 0.7 * blocks) * 255).astype(np.uint8)), (x, 0))
         if k == c.level:
             draw.rectangle((x, 0, x + pw - 1, ph - 1), outline="red", width=2)
         draw.text((x, ph + 4), top, fill="black", font=font)
         draw.text((x, ph + 19), bottom, fill="black", font=font)
-    cell = bar_h / groups
-    for q in range(groups):  # the colour bar: the top cell is every channel kept
+    cell = bar_h / cells
+    for q in range(cells):  # the colour bar: the top cell is every channel kept
         y = bar_h - (q + 1) * cell
         draw.rectangle((bar_x, round(y), bar_x + 13, round(y + cell)), fill=tuple(round(255 * v) for v in lut[q]))
     draw.rectangle((bar_x, 0, bar_x + 13, bar_h - 1), outline="black")
-    for q in sorted({0, groups // 4 - 1, groups // 2 - 1, 3 * groups // 4 - 1, groups - 1} - {-1}):
+    for q in sorted({0, cells // 4 - 1, cells // 2 - 1, 3 * cells // 4 - 1, cells - 1} - {-1}):
         y = min(max(round(bar_h - (q + 0.5) * cell), 7), bar_h - 7)
-        draw.text((bar_x + 18, y), str((q + 1) * (n // groups)), fill="black", font=font, anchor="lm")
+        draw.text((bar_x + 18, y), str((q + first) * group), fill="black", font=font, anchor="lm")
     side = Image.new("L", (bar_h, 18), 255)
     ImageDraw.Draw(side).text((bar_h // 2, 9), "channels kept", fill=0, font=font, anchor="mm")
     canvas.paste(side.rotate(90, expand=True), (bar_x + 14 + 32, 0))

@@ -12,6 +12,7 @@ import torch
 from cwic.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from cwic.entropy_models.context_model import BitContext, MapContext, export_int, import_int, int_shape, lookup_tables
 from cwic.entropy_models.entropy_coder import EntropyModel
+from cwic.errors import CheckpointError
 from cwic.models.config import ModelConfig
 from cwic.models.network import CWICModel, mask_from_levels
 from cwic.training import train_entropy
@@ -20,24 +21,29 @@ from cwic.training.train_entropy import fit
 N, L = 64, 16
 
 
-@pytest.mark.parametrize(("width", "kernel"), [(8, 5), (12, 3)])
-def test_a_trained_context_model_of_any_shape_round_trips_exactly(width: int, kernel: int) -> None:
+@pytest.mark.parametrize(("width", "kernel", "zero_level"), [(8, 5, False), (12, 3, False), (8, 3, True)])
+def test_a_trained_context_model_of_any_shape_round_trips_exactly(width: int, kernel: int, zero_level: bool) -> None:
+    config = ModelConfig(n=N, levels=L, zero_level=zero_level)
     gen = torch.Generator().manual_seed(0)
-    q = torch.randint(0, L, (4, 8, 8), generator=gen)
+    q = torch.randint(0, config.symbols, (4, 8, 8), generator=gen)
     q[:, :, :4] = q[:, :, :1]  # some structure to learn
+    q[1, :2] = 0  # blocks at the lowest symbol (nothing kept with zero_level)
     bits = torch.randint(0, 2, (4, N, 8, 8), generator=gen, dtype=torch.uint8)
     rates = torch.tensor([2, 5, 8, 12])
-    map_net, bit_net = MapContext(L, width, kernel), BitContext(N, L, width, kernel)
-    assert fit(map_net, bit_net, (bits, q, rates), N, L, 0.01, 4, 8, 3e-3, np.random.default_rng(0)) > 0
-    model = EntropyModel(
-        export_int(map_net, "entropy.map") | export_int(bit_net, "entropy.bits") | lookup_tables(), N, L
-    )
+    map_net, bit_net = MapContext(config.symbols, width, kernel), BitContext(N, L, width, kernel)
+    assert fit(map_net, bit_net, (bits, q, rates), config, 0.01, 4, 8, 3e-3, np.random.default_rng(0)) > 0
+    tensors = export_int(map_net, "entropy.map") | export_int(bit_net, "entropy.bits") | lookup_tables()
+    model = EntropyModel(tensors, config)
     assert model.bit_net.k == kernel and model.bit_net.w2.shape[0] == width
     rate = 5 / 16
     coded = model.encode(q[1], bits[1].float(), rate)
     q2, bits2 = model.decode(coded.map_section, coded.bits_section, 8, 8, rate)
-    mask = mask_from_levels(q[1][None, None], N, L)[0]
+    mask = mask_from_levels(q[1][None, None], config)[0]
     assert torch.equal(q2, q[1]) and torch.equal(bits2, bits[1].float() * mask)
+    if zero_level:  # the first two rows keep nothing and cost no code bits
+        assert mask[:, :2].sum() == 0 and coded.bits_info[:2].sum() == 0
+    with pytest.raises(CheckpointError, match="map symbols"):  # a map model of the other alphabet
+        EntropyModel(tensors, replace(config, zero_level=not zero_level))
 
 
 def test_a_warm_start_reloads_the_exported_integers_exactly() -> None:

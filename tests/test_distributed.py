@@ -147,7 +147,7 @@ def test_bf16_channels_last_weights_export_in_the_usual_format_and_decode_exactl
     assert all(t.is_contiguous() for t in load_file(str(tmp_path / "ckpt" / "model.safetensors")).values())
     # any valid context model codes these codes (the shipped one, n = 64 and L = 16 like `tiny`): bit-exact on the CPU
     _, _, shipped_entropy = load_checkpoint(DEFAULT_CHECKPOINT)
-    codec = Codec(model, card, EntropyModel(shipped_entropy, model.config.n, model.config.levels))
+    codec = Codec(model, card, EntropyModel(shipped_entropy, model.config))
     rgb = np.asarray(Image.open(photos / "kodak" / "kodim01.png").convert("RGB")).copy()
     c = codec.compress(rgb, level=2)
     assert np.array_equal(codec.decompress(c.data), c.reconstruction)

@@ -12,11 +12,13 @@ from cwic.models.network import (
     Binarize,
     CWICModel,
     ImportanceMask,
+    kept_channels,
     mask_from_levels,
     pad_to_multiple,
     quantize_importance,
     reconstruct,
     shift_to_mean,
+    top_group,
 )
 from cwic.training.growth import DECODER_WIDTHS, ENCODER_WIDTHS, grow_codes, widen, widen_decoder, widen_encoder
 
@@ -94,25 +96,44 @@ def test_the_gdn_transform_trains_every_parameter_and_old_configs_stay_relu() ->
 def test_quantization_and_mask_values() -> None:
     c = ModelConfig()
     p = torch.tensor([0.0, 0.0624, 0.0625, 0.5, 0.999, 1.0]).view(1, 1, 1, 6)
-    q = quantize_importance(p, c.levels)
+    q = quantize_importance(p, c)
     assert q.flatten().tolist() == [0, 0, 1, 8, 15, 15]
-    mask = ImportanceMask.apply(p, c.n, c.levels)
+    mask = ImportanceMask.apply(p, c)
     assert mask.sum(dim=1).flatten().tolist() == [4, 4, 8, 36, 64, 64]
-    assert torch.equal(mask, mask_from_levels(q, c.n, c.levels))
+    assert torch.equal(mask, mask_from_levels(q, c))
     # kept channels are always a prefix
     assert torch.all(mask[:, 1:] <= mask[:, :-1])
+
+
+def test_zero_level_maps_keep_nothing_at_symbol_zero() -> None:
+    """With zero_level the map has L + 1 symbols, floor(17 p), and symbol q keeps q groups: p < 1/17
+    keeps no channel (the paper's Eq. 4), p = 1 every channel."""
+    c = ModelConfig(zero_level=True)
+    assert c.symbols == 17 and ModelConfig().symbols == 16
+    p = torch.tensor([0.0, 0.058, 0.059, 0.5, 0.999, 1.0]).view(1, 1, 1, 6)
+    q = quantize_importance(p, c)
+    assert q.flatten().tolist() == [0, 0, 1, 8, 16, 16]
+    assert top_group(q, c).flatten().tolist() == [-1, -1, 0, 7, 15, 15]
+    mask = ImportanceMask.apply(p, c)
+    assert mask.sum(dim=1).flatten().tolist() == [0, 0, 4, 32, 64, 64]
+    assert torch.equal(mask, mask_from_levels(q, c))
+    assert torch.equal(mask.sum(1, keepdim=True).long(), kept_channels(q, c))
+    p.requires_grad_(True)
+    ImportanceMask.apply(p, c)[:, 0].sum().backward()  # channel 0 is in the window of blocks keeping 0 or 4
+    assert p.grad.flatten().tolist() == [17, 17, 17, 0, 0, 0]
 
 
 def test_mask_gradient_is_nonzero_exactly_in_the_window() -> None:
     n, levels = 64, 16
     p = torch.tensor([0.3]).view(1, 1, 1, 1).requires_grad_()
-    mask = ImportanceMask.apply(p, n, levels)
+    c = ModelConfig(n=n, levels=levels)
+    mask = ImportanceMask.apply(p, c)
     kept = int(mask.sum())  # floor(16 * 0.3) = 4 -> 5 groups -> 20 channels
     assert kept == 20
     for k in range(n):
         if p.grad is not None:
             p.grad = None
-        m = ImportanceMask.apply(p, n, levels)
+        m = ImportanceMask.apply(p, c)
         m[0, k, 0, 0].backward()
         inside = kept - n // levels <= k < kept + n // levels
         assert float(p.grad) == (levels if inside else 0.0), k
@@ -120,7 +141,7 @@ def test_mask_gradient_is_nonzero_exactly_in_the_window() -> None:
 
 def test_mask_gradient_sums_upstream_over_the_window() -> None:
     p = torch.full((2, 1, 3, 3), 0.5, requires_grad=True)
-    m = ImportanceMask.apply(p, 64, 16)
+    m = ImportanceMask.apply(p, ModelConfig())
     upstream = torch.randn_like(m)
     (m * upstream).sum().backward()
     kept = 36

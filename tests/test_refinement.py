@@ -13,7 +13,7 @@ from cwic.cli import encode_main
 from cwic.entropy_models.context_model import code_bits, rate_plane_value
 from cwic.evaluation.metrics import psnr
 from cwic.images import load_rgb
-from cwic.models.network import mask_from_levels, pad_to_multiple, quantize_importance
+from cwic.models.network import mask_from_levels, pad_to_multiple, quantize_importance, top_group
 from cwic.refinement import distortion_db, rd_slope, refine_codes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,9 +23,9 @@ KODAK = REPO.parent / "shared" / "data" / "kodak"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def one_code_bits(net, bits: torch.Tensor, q: torch.Tensor, rate: float) -> torch.Tensor:
-    """`code_bits` of one image: levels q (h, w), its file's rate."""
-    return code_bits(net, bits, q.view(1, 1, *q.shape[-2:]), torch.tensor([rate_plane_value(rate)]))[0]
+def one_code_bits(net, bits: torch.Tensor, t: torch.Tensor, rate: float) -> torch.Tensor:
+    """`code_bits` of one image: last kept groups t (h, w), its file's rate."""
+    return code_bits(net, bits, t.view(1, 1, *t.shape[-2:]), torch.tensor([rate_plane_value(rate)]))[0]
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +51,16 @@ def test_refinement_improves_the_objective_and_the_picture(codec, photo):
     rate = codec.rate_of(3)
     with torch.no_grad():
         e, feats = codec.model.analyze(x)
-        q = quantize_importance(codec.model.importance_map(feats, rate)[0, 0], codec.L)
-    mask = mask_from_levels(q[None, None], codec.n, codec.L)
+        q = quantize_importance(codec.model.importance_map(feats, rate)[0, 0], codec.config)
+    mask, t = mask_from_levels(q[None, None], codec.config), top_group(q, codec.config)
     net = codec.entropy.float_bit_context()
     slope = rd_slope(codec.levels, rate, ("psnr", "ssim"))
-    refined = refine_codes(codec.model, net, x, e, mask, q, rate, slope, ("psnr", "ssim"), steps=6)
+    refined = refine_codes(codec.model, net, x, e, mask, t, rate, slope, ("psnr", "ssim"), steps=6)
 
     def objective(bits):
         with torch.no_grad():
             d = distortion_db(("psnr", "ssim"), codec.model.synthesize(bits, mask), x)
-            return float(d + slope * one_code_bits(net, bits, q, rate) / x[0, 0].numel())
+            return float(d + slope * one_code_bits(net, bits, t, rate) / x[0, 0].numel())
 
     assert objective(refined) <= objective((e > 0.5).float())
     base, better = codec.compress(photo, level=3), codec.compress(photo, level=3, refine=20)
@@ -74,11 +74,8 @@ def test_code_bits_estimates_the_coded_size(codec, photo):
     x, _ = pad_to_multiple(torch.tensor(photo).permute(2, 0, 1)[None].float() / 255)
     with torch.no_grad():
         e, _ = codec.model.analyze(x)
-        est = float(
-            one_code_bits(
-                codec.entropy.float_bit_context(), (e > 0.5).float(), torch.tensor(c.importance_levels), c.rate
-            )
-        )
+        t = top_group(torch.tensor(c.importance_levels), codec.config)
+        est = float(one_code_bits(codec.entropy.float_bit_context(), (e > 0.5).float(), t, c.rate))
     assert est == pytest.approx(c.code_bits, rel=0.05)
 
 

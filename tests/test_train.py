@@ -326,9 +326,9 @@ def test_code_bits_of_a_batch_is_each_sample_alone() -> None:
     torch.manual_seed(0)
     net = BitContext(16, 4, width=8, k=3).eval()
     bits = (torch.rand(3, 16, 5, 6) > 0.5).float()
-    q = torch.randint(0, 4, (3, 1, 5, 6))
+    t = torch.randint(-1, 4, (3, 1, 5, 6))  # the last kept group; -1: nothing kept (zero_level maps)
     rates = torch.tensor([2, 8, 16])
-    together = code_bits(net, bits, q, rates)
-    alone = [code_bits(net, bits[i : i + 1], q[i : i + 1], rates[i : i + 1])[0] for i in range(3)]
+    together = code_bits(net, bits, t, rates)
+    alone = [code_bits(net, bits[i : i + 1], t[i : i + 1], rates[i : i + 1])[0] for i in range(3)]
     assert torch.allclose(together, torch.stack(alone), rtol=1e-5)
     assert (together > 0).all()

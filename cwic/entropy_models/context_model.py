@@ -1,11 +1,14 @@
 """Staged context models that give the entropy coder its probabilities (replaces the paper's CEC).
 
 Decoding order (both models are called once per stage, predicting a whole stage in parallel):
-- importance map q (h x w, L = 16 classes): 4 stages, the 2x2 phases (0,0), (1,1), (0,1), (1,0);
-  each stage sees the already decoded q values and the rate of the file.
+- importance map q (h x w, S = config.symbols classes: L, or L + 1 with `zero_level`): 4 stages,
+  the 2x2 phases (0,0), (1,1), (0,1), (1,0); each stage sees the already decoded q values and the
+  rate of the file.
 - code bits: L channel groups of n/L channels; group g in two checkerboard halves, so 2L stages.
-  Each stage sees every decoded bit (+1/-1; unknown or dropped = 0), q, the decoded-neighbour
-  plane of the current group and the rate, and predicts P(bit = 1) for the group's n/L channels.
+  Each stage sees every decoded bit (+1/-1; unknown or dropped = 0), the last kept group t
+  (`cwic.models.network.top_group`: q, or q - 1 with `zero_level`), the decoded-neighbour plane of
+  the current group and the rate, and predicts P(bit = 1) for the group's n/L channels; group g is
+  coded where t >= g.
 
 Training uses float32 modules (`MapContext`, `BitContext`). Coding uses `IntNet`, their integer
 export: integer weights, integer activations, exact float64 arithmetic (every partial sum stays
@@ -90,11 +93,11 @@ def checkerboard(h: int, w: int, device=None) -> Tensor:
     return ((ii + jj) % 2).view(1, 1, h, w)
 
 
-def bit_inputs(bits_pm: Tensor, q: Tensor, stage: Tensor, rate_int: Tensor, group: int) -> tuple[Tensor, Tensor]:
+def bit_inputs(bits_pm: Tensor, t: Tensor, stage: Tensor, rate_int: Tensor, group: int) -> tuple[Tensor, Tensor]:
     """Teacher-forced inputs for bit stages `stage` (B,) = 2 g + half, from complete codes.
 
-    bits_pm (B, n, h, w): kept bits as +-1, dropped 0. Returns (inputs (B, n + 3, h, w), coded
-    positions (B, 1, h, w) bool). `group` = n/L channels per group.
+    bits_pm (B, n, h, w): kept bits as +-1, dropped 0; t (B, 1, h, w): the last kept group. Returns
+    (inputs (B, n + 3, h, w), coded positions (B, 1, h, w) bool). `group` = n/L channels per group.
     """
     b, n, h, w = bits_pm.shape
     g = (stage // 2).view(b, 1, 1, 1)
@@ -103,17 +106,17 @@ def bit_inputs(bits_pm: Tensor, q: Tensor, stage: Tensor, rate_int: Tensor, grou
     chan_group = (torch.arange(n, device=bits_pm.device) // group).view(1, n, 1, 1)
     known = (chan_group < g) | ((chan_group == g) & (half == 1) & (cb == 0))
     x = bits_pm * known.to(bits_pm.dtype)
-    cur = ((q >= g) & (half == 1) & (cb == 0)).to(x.dtype)
+    cur = ((t >= g) & (half == 1) & (cb == 0)).to(x.dtype)
     rate = rate_int.view(b, 1, 1, 1).to(x.dtype).expand(b, 1, h, w)
-    coded = (q >= g) & (cb == half)
-    return torch.cat([x, q.to(x.dtype), cur, rate], 1), coded
+    coded = (t >= g) & (cb == half)
+    return torch.cat([x, t.to(x.dtype), cur, rate], 1), coded
 
 
 class MapContext(StagedNet):
-    """Importance-map model: 4 stages, 16-way logits."""
+    """Importance-map model: 4 stages, one logit per map symbol (`ModelConfig.symbols`)."""
 
-    def __init__(self, levels: int = 16, width: int = 24, k: int = 3) -> None:
-        super().__init__(3, width, levels, len(MAP_STAGES), k)
+    def __init__(self, symbols: int = 16, width: int = 24, k: int = 3) -> None:
+        super().__init__(3, width, symbols, len(MAP_STAGES), k)
 
 
 class BitContext(StagedNet):
@@ -123,23 +126,24 @@ class BitContext(StagedNet):
         super().__init__(n + 3, width, n // levels, 2 * levels, k)
 
 
-def code_bits(bit_net: BitContext, bits: Tensor, q: Tensor, rate_int: Tensor) -> Tensor:
+def code_bits(bit_net: BitContext, bits: Tensor, t: Tensor, rate_int: Tensor) -> Tensor:
     """Bits of each sample's kept code under the float bit model, (B,), differentiable in `bits`.
 
-    bits (B, n, h, w) 0/1; q (B, 1, h, w) levels; rate_int (B,) as `rate_plane_value`. The context
+    bits (B, n, h, w) 0/1; t (B, 1, h, w) the last kept group (`top_group`); rate_int (B,) as
+    `rate_plane_value`. The context
     inputs are held fixed (detached) and only the coded symbols carry a gradient: the model's inputs
     move little per step, and leaving them out makes the term three times cheaper. Code refinement
     prices one image's bits with it, and `cwic train --code-rate` a batch's.
     """
     b, n = bits.shape[:2]
     group = n // (bit_net.stage_bias.shape[0] // 2)
-    mask = (torch.arange(n, device=bits.device).view(1, n, 1, 1) < (q + 1) * group).to(bits.dtype)
+    mask = (torch.arange(n, device=bits.device).view(1, n, 1, 1) < (t + 1) * group).to(bits.dtype)
     pm = ((2 * bits - 1) * mask).detach()
     rate_int = rate_int.to(bits.device)
     total = bits.new_zeros(b)
-    for s in range(2 * (int(q.max()) + 1)):
+    for s in range(2 * (int(t.max()) + 1)):
         st = torch.full((b,), s, dtype=torch.long, device=bits.device)
-        x, coded = bit_inputs(pm, q, st, rate_int, group)
+        x, coded = bit_inputs(pm, t, st, rate_int, group)
         with torch.no_grad():
             logits = bit_net(x, st).float()
         g = s // 2
@@ -221,7 +225,7 @@ class IntNet:
 
     def _check_bounds(self) -> None:
         limit = 2.0**52
-        in_max = 2.0**10  # integer inputs: bits +-1, q + 1 <= 16, rate <= 16 (generous)
+        in_max = 2.0**10  # integer inputs: bits +-1, q + 1 <= 17, |t| <= 16, rate <= 16 (generous)
         checks = [
             (self.w1.abs().sum((1, 2, 3)) * in_max + self.sb.abs().max(0).values).max(),
             (self.w2.abs().sum((1, 2, 3)) * self.act_max + self.b2.abs()).max(),

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from ..errors import BitstreamError, CheckpointError
-from ..models.network import fixed_threads
+from ..models.config import ModelConfig
+from ..models.network import fixed_threads, top_group
 from .context_model import (
     A_BITS,
     DIFF_MAX,
@@ -79,7 +80,7 @@ class _Coder:
 class EntropyModel:
     """The shipped context models (integer weights and probability tables) and the coding loop."""
 
-    def __init__(self, tensors: dict[str, Tensor], n: int, levels: int) -> None:
+    def __init__(self, tensors: dict[str, Tensor], config: ModelConfig) -> None:
         try:
             self.map_net = IntNet(tensors, "entropy.map")
             self.bit_net = IntNet(tensors, "entropy.bits")
@@ -89,9 +90,14 @@ class EntropyModel:
             raise CheckpointError(
                 f"checkpoint has no entropy model (missing {e}); run `python -m cwic train-entropy`"
             ) from None
-        self.n, self.levels, self.group = n, levels, n // levels
-        if self.bit_net.stages != 2 * levels or self.map_net.stages != len(MAP_STAGES):
-            raise CheckpointError("entropy model does not match the autoencoder's n / levels")
+        self.config, self.n, self.levels, self.group = config, config.n, config.levels, config.n // config.levels
+        if (
+            self.bit_net.stages != 2 * config.levels
+            or self.bit_net.hw.shape[1] != self.group
+            or self.map_net.stages != len(MAP_STAGES)
+            or self.map_net.hw.shape[1] != config.symbols
+        ):
+            raise CheckpointError("entropy model does not match the autoencoder's n / levels / map symbols")
         self._bern = constriction.stream.model.Bernoulli(perfect=False)
         self._cat = constriction.stream.model.Categorical(perfect=False)
         self._tensors, self._float_bits = tensors, None
@@ -119,13 +125,13 @@ class EntropyModel:
 
     # -- coding -------------------------------------------------------------------------------------
     def encode(self, q: Tensor, bits: Tensor, rate: float) -> Coded:
-        """q (h, w) long in [0, L), bits (n, h, w) 0/1 -> Coded. Only bits inside the mask are coded."""
+        """q (h, w) long map symbols, bits (n, h, w) 0/1 -> Coded. Only bits inside the mask are coded."""
         mc, bc = _Coder(), _Coder()
         _, _, map_info, bits_info = self._run(q.shape[-2], q.shape[-1], rate, mc, bc, q.long(), bits)
         return Coded(mc.finish(), bc.finish(), map_info, bits_info)
 
     def decode(self, map_section: bytes, bits_section: bytes, h: int, w: int, rate: float) -> tuple[Tensor, Tensor]:
-        """Inverse of `encode`: (q (h, w) long, bits (n, h, w) float 0/1, zero outside the mask)."""
+        """Inverse of `encode`: (q (h, w) long map symbols, bits (n, h, w) float 0/1, zero outside the mask)."""
         mc, bc = _Coder(map_section), _Coder(bits_section)
         q, bits, _, _ = self._run(h, w, rate, mc, bc, None, None)
         mc.finish()
@@ -148,28 +154,29 @@ class EntropyModel:
             x = torch.stack([(q + 1).to(torch.float64) * known, known, torch.full_like(known, r)])
             pos = (phase == s).nonzero(as_tuple=True)
             pre = (net.w1m @ x.view(3, -1)).view(-1, h, w)
-            logits = net.logits_at(net.hidden(pre, s), pos[0], pos[1], s).T  # (N, L) in raster order
+            logits = net.logits_at(net.hidden(pre, s), pos[0], pos[1], s).T  # (N, symbols) in raster order
             probs = self.map_probs(logits)
             sym = mc.code(self._cat, probs.numpy(), None if q_true is None else q_true[pos].numpy())
             q[pos] = torch.from_numpy(sym)
             known[pos] = 1
             map_info[pos[0].numpy(), pos[1].numpy()] = -np.log2(probs.numpy()[np.arange(len(sym)), sym])
-        # -- code bits: L groups x 2 checkerboard halves ----------------------------------------------
+        # -- code bits: L groups x 2 checkerboard halves, group g where the last kept group t >= g ------
         n, gsz, net = self.n, self.group, self.bit_net
+        t = top_group(q, self.config)
         cb = checkerboard(h, w)[0, 0]
-        # conv1 sums of everything decoded so far (bits, q, rate), updated group by group
-        acc = (net.w1m[:, n : n + 1] * q.view(1, -1).to(torch.float64) + net.w1m[:, n + 2 : n + 3] * r).view(-1, h, w)
+        # conv1 sums of everything decoded so far (bits, t, rate), updated group by group
+        acc = (net.w1m[:, n : n + 1] * t.view(1, -1).to(torch.float64) + net.w1m[:, n + 2 : n + 3] * r).view(-1, h, w)
         bits = torch.zeros(n, h, w)
         bits_info = np.zeros((h, w))
         for g in range(self.levels):
             for half in (0, 1):
-                coded = (q >= g) & (cb == half)
+                coded = (t >= g) & (cb == half)
                 if not bool(coded.any()):
                     continue
                 stage = 2 * g + half
                 pre = acc
                 if half:  # the decoded-neighbour plane of the current group
-                    pre = acc + net.w1m[:, n + 1].view(-1, 1, 1) * ((q >= g) & (cb == 0)).to(torch.float64)
+                    pre = acc + net.w1m[:, n + 1].view(-1, 1, 1) * ((t >= g) & (cb == 0)).to(torch.float64)
                 pos = coded.nonzero(as_tuple=True)
                 p1 = self.bit_probs(net.logits_at(net.hidden(pre, stage), pos[0], pos[1], stage)).reshape(-1)
                 chans = slice(g * gsz, (g + 1) * gsz)  # p1 is channel-major over the coded positions

@@ -26,12 +26,22 @@ class ModelConfig:
     dec_out: int = 32  # full-resolution conv before the 1x1 to RGB
     mean_shift: bool = False  # shift each importance map so that mean(p) = r (see docs/design.md)
     gdn: bool = False  # GDN / IGDN instead of the ReLU after each layer outside the residual blocks
+    zero_level: bool = False  # map symbol 0 keeps no channel (L + 1 symbols); else every block keeps >= n/L
 
     def __post_init__(self) -> None:
         if self.n % self.levels:
             raise ValueError(f"n={self.n} must be a multiple of levels={self.levels}")
         if self.dec1 % 4 or self.dec2 % 16:
             raise ValueError("dec1 must divide by 4 and dec2 by 16 (depth-to-space x2, x4)")
+
+    @property
+    def symbols(self) -> int:
+        """Map symbols: L, or L + 1 with `zero_level`, whose symbol q keeps q groups instead of q + 1.
+
+        The paper's Eq. (4) gives p < 1/L no bits; the authors' Caffe code keeps one group there, so
+        the cheapest block costs n/L bits and flat regions cannot give their bits to detail.
+        """
+        return self.levels + int(self.zero_level)
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)

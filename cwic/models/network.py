@@ -1,7 +1,8 @@
 """The content-weighted compression network (Li et al., CVPR 2018).
 
 Encoder -> binary codes B (n maps at 1/8 resolution); importance network -> p in (0, 1);
-p quantized to L levels decides how many of the n channels are kept at each location;
+p quantized to L levels (L + 1 with `zero_level`) decides how many of the n channels are kept at
+each location;
 decoder rebuilds the image from the masked codes with depth-to-space upsampling.
 
 Two documented departures from the paper, both for a single variable-rate model:
@@ -52,28 +53,28 @@ class Binarize(torch.autograd.Function):
 class ImportanceMask(torch.autograd.Function):
     """Mask from the importance map, with the paper's windowed gradient (Eq. 7, LOCAL mode).
 
-    Forward: Q = floor(L*p) (clamped to L-1); channel k is kept iff k < (n/L)*(Q+1).
-    Backward: dm_k/dp = L for channels within one group (n/L channels) of the cut, that is
-    k in [h - n/L, h + n/L) with h the number of kept channels, and 0 elsewhere.
+    Forward: q = floor(S*p) (clamped to S-1, S = config.symbols); channel k is kept iff
+    k < `kept_channels(q)`. Backward: dm_k/dp = S for channels within one group (n/L channels) of
+    the cut, that is k in [h - n/L, h + n/L) with h the number of kept channels, and 0 elsewhere.
     """
 
     @staticmethod
-    def forward(ctx, p: Tensor, n: int, levels: int) -> Tensor:  # noqa: D102
-        q = quantize_importance(p, levels)
-        kept = (q + 1) * (n // levels)
-        k = torch.arange(n, device=p.device).view(1, n, 1, 1)
+    def forward(ctx, p: Tensor, config: ModelConfig) -> Tensor:  # noqa: D102
+        kept = kept_channels(quantize_importance(p, config), config)
+        k = torch.arange(config.n, device=p.device).view(1, config.n, 1, 1)
         ctx.save_for_backward(kept)
-        ctx.n, ctx.levels = n, levels
+        ctx.config = config
         return (k < kept).to(p.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: D102
         (kept,) = ctx.saved_tensors
-        g = ctx.n // ctx.levels
-        k = torch.arange(ctx.n, device=grad.device).view(1, ctx.n, 1, 1)
+        c = ctx.config
+        g = c.n // c.levels
+        k = torch.arange(c.n, device=grad.device).view(1, c.n, 1, 1)
         window = (k >= kept - g) & (k < kept + g)
-        grad_p = ctx.levels * (grad * window).sum(dim=1, keepdim=True)
-        return grad_p, None, None
+        grad_p = c.symbols * (grad * window).sum(dim=1, keepdim=True)
+        return grad_p, None
 
 
 def shift_to_mean(p: Tensor, rate: Tensor, iters: int = 40) -> Tensor:
@@ -98,15 +99,29 @@ def shift_to_mean(p: Tensor, rate: Tensor, iters: int = 40) -> Tensor:
     return torch.where(inner.bool(), p + t - shift, (p + t).clamp(0, 1))
 
 
-def quantize_importance(p: Tensor, levels: int) -> Tensor:
-    """Integer importance levels 0..L-1 (as int64), floor(L*p) with p = 1 mapped to L-1."""
-    return torch.clamp(torch.floor(p * levels), 0, levels - 1).long()
+def quantize_importance(p: Tensor, config: ModelConfig) -> Tensor:
+    """Map symbols q (int64) in [0, S), floor(S*p) with p = 1 mapped to S-1 (S = config.symbols)."""
+    s = config.symbols
+    return torch.clamp(torch.floor(p * s), 0, s - 1).long()
 
 
-def mask_from_levels(q: Tensor, n: int, levels: int) -> Tensor:
-    """0/1 mask (B, n, h, w) from integer levels (B, 1, h, w): the first (n/L)(q+1) channels."""
-    k = torch.arange(n, device=q.device).view(1, n, 1, 1)
-    return (k < (q + 1) * (n // levels)).float()
+def top_group(q: Tensor, config: ModelConfig) -> Tensor:
+    """The last channel group kept at each map symbol q: q, or q - 1 with `zero_level` (-1: none kept).
+
+    The bit coder's stages and inputs are written in this, so they mean the same for both kinds of map.
+    """
+    return q - int(config.zero_level)
+
+
+def kept_channels(q: Tensor, config: ModelConfig) -> Tensor:
+    """Channels kept at map symbols q: the first (n/L)(top group + 1)."""
+    return (top_group(q, config) + 1) * (config.n // config.levels)
+
+
+def mask_from_levels(q: Tensor, config: ModelConfig) -> Tensor:
+    """0/1 mask (B, n, h, w) from map symbols (B, 1, h, w): the first `kept_channels(q)` channels."""
+    k = torch.arange(config.n, device=q.device).view(1, config.n, 1, 1)
+    return (k < kept_channels(q, config)).float()
 
 
 class ResBlock(nn.Module):
@@ -278,7 +293,7 @@ class CWICModel(nn.Module):
             u = uniform.view(-1, 1, 1, 1).to(p.dtype)
             p = torch.where(torch.isnan(u), p, torch.nan_to_num(u).expand_as(p))
         bits = Binarize.apply(e if noise is None else e - noise + 0.5)  # e > u where noise is given
-        mask = ImportanceMask.apply(p, self.config.n, self.config.levels)
+        mask = ImportanceMask.apply(p, self.config)
         return {"x_hat": self.synthesize(bits, mask), "p": p, "mask": mask, "bits": bits}
 
 
@@ -301,8 +316,8 @@ def reconstruct(model: CWICModel, x: Tensor, rate: float) -> tuple[Tensor, Tenso
     """
     xp, (h, w) = pad_to_multiple(x)
     e, feats = model.analyze(xp)
-    q = quantize_importance(model.importance_map(feats, rate), model.config.levels)
-    mask = mask_from_levels(q, model.config.n, model.config.levels)
+    q = quantize_importance(model.importance_map(feats, rate), model.config)
+    mask = mask_from_levels(q, model.config)
     with fixed_threads(RENDER_THREADS):  # as the codec renders: the decoded file equals this bit for bit
         x_hat = model.synthesize((e > 0.5).float(), mask)
     return x_hat[..., :h, :w].clamp(0, 1), q, mask

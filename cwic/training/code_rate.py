@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..checkpoint import load_checkpoint
 from ..entropy_models.context_model import BitContext, code_bits, import_int, int_shape
-from ..models.network import quantize_importance
+from ..models.network import quantize_importance, top_group
 from ..refinement import rd_slope
 
 DB_PER_NATURAL = 10 / math.log(10)  # d(10 log10 D) = DB_PER_NATURAL * dD / D
@@ -33,8 +33,8 @@ class CodeRate:
             width, kernel = int_shape(tensors, "entropy.bits")
         except KeyError:
             raise SystemExit(f"--bit-model {folder} has no context models (run cwic train-entropy on it)") from None
-        self.n, self.levels = model.config.n, model.config.levels
-        self.net = BitContext(self.n, self.levels, width, kernel)
+        self.config = model.config
+        self.net = BitContext(model.config.n, model.config.levels, width, kernel)
         import_int(self.net, tensors, "entropy.bits")
         self.net.eval().requires_grad_(False)
         self.card_levels, self.metric = card.get("levels") or [], metric
@@ -46,9 +46,9 @@ class CodeRate:
 
     def bpp(self, bits: Tensor, p: Tensor, rate: Tensor) -> Tensor:
         """(B,) bits per pixel of each sample's kept code; differentiable in `bits` (B, n, h, w)."""
-        q = quantize_importance(p.detach(), self.levels)
+        t = top_group(quantize_importance(p.detach(), self.config), self.config)
         rate_int = torch.round(rate.detach().float() * 16).long()
-        return code_bits(self.net, bits.float(), q, rate_int) / (64 * bits.shape[-2] * bits.shape[-1])
+        return code_bits(self.net, bits.float(), t, rate_int) / (64 * bits.shape[-2] * bits.shape[-1])
 
     def slopes(self, rate: Tensor) -> Tensor:
         """(B,) dB per bpp of the checkpoint's level curve at each sample's rate."""

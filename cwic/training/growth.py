@@ -53,7 +53,8 @@ def widen(model: CWICModel, config: ModelConfig) -> CWICModel:
     them a use. Appended channels stay at the end through depth-to-space (PixelShuffle groups whole
     channels), and the importance net's rate plane, the last input of its first conv, moves to the end.
     """
-    old, config = model.config, replace(config, mean_shift=model.config.mean_shift, gdn=model.config.gdn)
+    old = model.config
+    config = replace(config, mean_shift=old.mean_shift, gdn=old.gdn, zero_level=old.zero_level)
     if old.gdn:
         raise ValueError("widen grows ReLU transforms only, not GDN ones")
     if config == old:

@@ -233,6 +233,13 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
         help="shift every importance map so that mean(p) = r (the model's config keeps it; default: as loaded)",
     )
     p.add_argument(
+        "--zero-level",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="map symbol 0 keeps no channel (L + 1 symbols; the paper's Eq. 4) instead of n/L, so flat "
+        "regions can give all their bits away (the model's config keeps it; default: as loaded)",
+    )
+    p.add_argument(
         "--binarize",
         choices=("threshold", "stochastic"),
         default="threshold",
@@ -272,9 +279,9 @@ NOT_INHERITED = frozenset(
 )
 
 
-def map_total_variation(p: torch.Tensor, levels: int) -> torch.Tensor:
-    """Per-sample mean |difference| of levels * p between horizontal and vertical neighbours, (B,)."""
-    q = p.float() * levels
+def map_total_variation(p: torch.Tensor, symbols: int) -> torch.Tensor:
+    """Per-sample mean |difference| of symbols * p between horizontal and vertical neighbours, (B,)."""
+    q = p.float() * symbols
     dy = (q[..., 1:, :] - q[..., :-1, :]).abs().mean(dim=(1, 2, 3))
     dx = (q[..., :, 1:] - q[..., :, :-1]).abs().mean(dim=(1, 2, 3))
     return (dx + dy) / 2
@@ -361,6 +368,8 @@ def _train(args: argparse.Namespace, ranks: distributed.Ranks) -> int:
             zero_init_residual(model)
     if args.mean_shift is not None:
         model.config = replace(model.config, mean_shift=args.mean_shift)
+    if args.zero_level is not None:
+        model.config = replace(model.config, zero_level=args.zero_level)
     model = model.to(dev)
     # a resumed run keeps what it trains: its optimizer holds the moments of those parameters alone
     decoder_only = bool(saved.get("decoder_only", False)) if resuming else args.decoder_only
@@ -577,7 +586,7 @@ def _loop(run: _Run, stop: dict) -> int:
             batch_mean = distributed.all_sum(dist.detach().sum(), ranks) / args.batch
         if args.rate_weight == "per-db":  # normalised by the mean over the global batch, on every rank
             dist = dist * (batch_mean / dist.detach().clamp(min=1e-12))
-        tv = map_total_variation(res["p"], config.levels)
+        tv = map_total_variation(res["p"], config.symbols)
         map_term = args.map_tv * batch_mean * tv if args.map_tv else torch.zeros_like(tv)
         loss_i = dist + (args.gamma * over + args.gamma_under * under + map_term) * learned
         if run.code_rate:  # J = D_dB + slope * bpp, as refinement prices it, in the per-dB loss's units

@@ -37,7 +37,16 @@ from ..entropy_models.context_model import (
     rate_plane_value,
 )
 from ..images import load_rgb
-from ..models.network import RENDER_THREADS, fixed_threads, mask_from_levels, pad_to_multiple, quantize_importance
+from ..models.config import ModelConfig
+from ..models.network import (
+    RENDER_THREADS,
+    fixed_threads,
+    kept_channels,
+    mask_from_levels,
+    pad_to_multiple,
+    quantize_importance,
+    top_group,
+)
 from .data import DEFAULT_KODAK_DIR, DEFAULT_TRAIN_DIR, list_images, load_downscaled, split
 
 GOLDEN_DIR = REPO_ROOT / "tests" / "golden"
@@ -107,8 +116,7 @@ def _save(folder: Path, model, card: dict, extra: dict) -> None:
 # -- 1. codes of training photos -------------------------------------------------------------------
 @torch.no_grad()
 def extract_codes(model, files: list[Path], crops: int, per_crop: int, rng: np.random.Generator):
-    """(bits uint8 (N, n, h, w), q int64 (N, h, w), rate_int (N,)) from random crops and rates."""
-    L = model.config.levels
+    """(bits uint8 (N, n, h, w), map symbols q int64 (N, h, w), rate_int (N,)) from random crops and rates."""
     images = [img for img in (load_downscaled(f, CROP) for f in files) if min(img.shape[:2]) >= CROP]
     all_bits, all_q, all_r = [], [], []
     for i in range(crops):
@@ -123,7 +131,7 @@ def extract_codes(model, files: list[Path], crops: int, per_crop: int, rng: np.r
             if rng.random() < 0.12:
                 p = torch.full_like(p, float(p.mean()))
             all_bits.append(bits)
-            all_q.append(quantize_importance(p, L)[0])
+            all_q.append(quantize_importance(p, model.config)[0])
             all_r.append(rate_plane_value(rate))
         if (i + 1) % 100 == 0:
             print(f"codes: {i + 1}/{crops} crops", flush=True)
@@ -134,7 +142,7 @@ def extract_codes(model, files: list[Path], crops: int, per_crop: int, rng: np.r
 def train(args) -> None:
     t0 = time.time()
     model, card, extra = load_checkpoint(args.checkpoint)
-    n, L = model.config.n, model.config.levels
+    config = model.config
     width, kernel, before, source = args.width, args.kernel, {}, None
     if args.warm_start or args.warm_start_from:  # checked before the minutes of code extraction
         source, before = warm_start_source(args, model, card, extra)
@@ -143,16 +151,16 @@ def train(args) -> None:
     codes, val = training_codes(model, args.data, args.crops, args.rates_per_crop, rng)
     print(f"codes extracted in {time.time() - t0:.0f} s: {len(codes[1])} train, {len(val[1])} validation", flush=True)
 
-    map_net, bit_net = MapContext(L, width, kernel), BitContext(n, L, width, kernel)
+    map_net, bit_net = MapContext(config.symbols, width, kernel), BitContext(config.n, config.levels, width, kernel)
     if source is not None:
-        import_int(map_net, source, "entropy.map")
+        import_int(map_net, with_map_symbols(source, config.symbols), "entropy.map")
         import_int(bit_net, source, "entropy.bits")
         with torch.no_grad():
-            vb, vm = _eval(map_net, bit_net, *val, n, L)
+            vb, vm = _eval(map_net, bit_net, *val, config)
         print(f"warm start: {vb:.4f} bits per kept bit, {vm:.4f} bits per map entry", flush=True)
-    step = fit(map_net, bit_net, codes, n, L, args.minutes, args.batch, args.window, args.lr, rng)
+    step = fit(map_net, bit_net, codes, config, args.minutes, args.batch, args.window, args.lr, rng)
     with torch.no_grad():
-        vb, vm = _eval(map_net, bit_net, *val, n, L)
+        vb, vm = _eval(map_net, bit_net, *val, config)
     print(f"validation: {vb:.4f} bits per kept bit, {vm:.4f} bits per map entry ({step} steps)", flush=True)
 
     extra = {k: v for k, v in extra.items() if not k.startswith("entropy.")}
@@ -191,6 +199,20 @@ def warm_start_source(args, model, card: dict, extra: dict) -> tuple[dict, dict]
     return extra, before
 
 
+def with_map_symbols(tensors: dict, symbols: int) -> dict:
+    """`tensors` with the map model's head cut or grown to `symbols` outputs, new ones copies of its top one.
+
+    So a `zero_level` model (L + 1 map symbols) warm-starts from the fit of the model it was trained
+    from: its symbol q covers about the p of the old q, and the fit corrects the rest.
+    """
+    out = dict(tensors)
+    for key in ("entropy.map.head.w", "entropy.map.head.b"):
+        head = tensors[key]
+        extra = symbols - head.shape[1]
+        out[key] = head[:, :symbols] if extra <= 0 else torch.cat([head, head[:, -1:].repeat_interleave(extra, 1)], 1)
+    return out
+
+
 def training_codes(model, data: Path, crops: int, per_crop: int, rng: np.random.Generator) -> tuple[tuple, tuple]:
     """(train, validation) codes, each (bits, q, rate_int), from the training photos' own split."""
     train_files, val_files = split(list_images(data))
@@ -202,8 +224,7 @@ def fit(
     map_net,
     bit_net,
     codes: tuple,
-    n: int,
-    L: int,
+    config: ModelConfig,
     minutes: float,
     batch: int,
     window: int,
@@ -236,8 +257,7 @@ def fit(
             bits[idx][..., win[0], win[1]],
             q[idx][:, win[0], win[1]],
             rates[idx],
-            n,
-            L,
+            config,
             rng,
             present_stages,
         )
@@ -254,18 +274,19 @@ def fit(
     return step
 
 
-def _losses(map_net, bit_net, bits, q, rates, n, L, rng, present_stages: bool = True):
+def _losses(map_net, bit_net, bits, q, rates, config: ModelConfig, rng, present_stages: bool = True):
     """(mean bits per coded bit, mean bits per map entry) at one random stage per sample."""
-    B = len(q)
+    B, n, L = len(q), config.n, config.levels
     qq = q[:, None]
-    mask = mask_from_levels(qq, n, L)
+    tt = top_group(qq, config)
+    mask = mask_from_levels(qq, config)
     bits_pm = (2 * bits.float() - 1) * mask
-    if present_stages:  # group g is kept where q >= g: draw g in [0, max q]
-        top = q.reshape(B, -1).max(1).values.numpy() + 1
+    if present_stages:  # group g is kept where t >= g: draw g in [0, max t] (0 where nothing is kept)
+        top = tt.reshape(B, -1).max(1).values.clamp(min=0).numpy() + 1
         bstage = torch.from_numpy(2 * rng.integers(top) + rng.integers(2, size=B))
     else:
         bstage = torch.from_numpy(rng.integers(2 * L, size=B))
-    x, coded = bit_inputs(bits_pm, qq, bstage, rates, n // L)
+    x, coded = bit_inputs(bits_pm, tt, bstage, rates, n // L)
     logits = bit_net(x, bstage)
     g = (bstage // 2).view(B, 1, 1, 1)
     chans = g * (n // L) + torch.arange(n // L).view(1, -1, 1, 1)
@@ -279,16 +300,18 @@ def _losses(map_net, bit_net, bits, q, rates, n, L, rng, present_stages: bool = 
     return bl / math.log(2), ml / math.log(2)
 
 
-def _eval(map_net, bit_net, bits, q, rates, n, L):
+def _eval(map_net, bit_net, bits, q, rates, config: ModelConfig):
     """Exact-stage averages over every stage of the validation codes (float models)."""
     tot_b = tot_nb = 0.0
+    n, L = config.n, config.levels
     qq = q[:, None]
-    mask = mask_from_levels(qq, n, L)
+    tt = top_group(qq, config)
+    mask = mask_from_levels(qq, config)
     bits_pm = (2 * bits.float() - 1) * mask
     B = len(q)
     for s in range(2 * L):
         st = torch.full((B,), s)
-        x, coded = bit_inputs(bits_pm, qq, st, rates, n // L)
+        x, coded = bit_inputs(bits_pm, tt, st, rates, n // L)
         target = bits.float()[:, (s // 2) * (n // L) : (s // 2 + 1) * (n // L)]
         w = coded.float().expand_as(target)
         tot_b += float((F.binary_cross_entropy_with_logits(bit_net(x, st), target, reduction="none") * w).sum())
@@ -318,11 +341,11 @@ def kodak_bpp(codec, prepared, rate: float) -> tuple[float, float]:
     bpps, raws = [], []
     for feats, bits, pixels in prepared:
         rate32 = float(np.float32(rate))
-        q = quantize_importance(codec.model.importance_map(feats, rate32)[0, 0], codec.L)
+        q = quantize_importance(codec.model.importance_map(feats, rate32)[0, 0], codec.config)
         c = codec.entropy.encode(q, bits, rate32)
         size = len(c.map_section) + len(c.bits_section) + bitstream.HEADER_SIZE + bitstream.TRAILER_SIZE
         bpps.append(size * 8 / pixels)
-        raws.append((float(((q + 1) * (codec.n // codec.L)).sum()) + 4 * q.numel()) / pixels)
+        raws.append((float(kept_channels(q, codec.config).sum()) + 4 * q.numel()) / pixels)
     return float(np.mean(bpps)), float(np.mean(raws))
 
 
@@ -417,7 +440,7 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
         c = codec.compress(crop, level=level)
         q = torch.from_numpy(c.importance_levels)
         bits = _decoded_bits(codec, c.data)
-        mask = mask_from_levels(q[None, None], codec.n, codec.L)
+        mask = mask_from_levels(q[None, None], codec.config)
         with fixed_threads(RENDER_THREADS):
             v = codec.model.synthesize(bits[None] * mask, mask)[0, :, :side, :side].clamp(0, 1).double() * 255
         inner = v[(v > 0.5) & (v < 254.5)]
