@@ -86,3 +86,15 @@ def test_a_warm_start_from_the_shipped_checkpoint_continues_its_fit(tmp_path: Pa
     shape = ("width", "kernel")
     assert [fitted["entropy"][k] for k in shape] == [card["entropy"][k] for k in shape]
     assert "entropy.bits.conv2.w" in extra
+
+
+def test_a_map_model_warm_starts_across_map_alphabets() -> None:
+    """A zero_level model (17 map symbols) starts its fit from a 16-symbol one: the head grows by copies of
+    its top symbol, and cutting it back gives the original."""
+    ints = export_int(MapContext(L, 8, 3), "entropy.map")
+    grown = train_entropy.with_map_symbols(ints, L + 1)
+    head = grown["entropy.map.head.w"]
+    assert head.shape[1] == L + 1 and torch.equal(head[:, L], head[:, L - 1])
+    import_int(MapContext(L + 1, 8, 3), grown, "entropy.map")  # the shapes a zero_level model needs
+    back = train_entropy.with_map_symbols(grown, L)
+    assert all(torch.equal(back[k], v) for k, v in ints.items())
