@@ -98,3 +98,13 @@ def test_a_map_model_warm_starts_across_map_alphabets() -> None:
     import_int(MapContext(L + 1, 8, 3), grown, "entropy.map")  # the shapes a zero_level model needs
     back = train_entropy.with_map_symbols(grown, L)
     assert all(torch.equal(back[k], v) for k, v in ints.items())
+
+
+@pytest.mark.parametrize(("bpp_per_rate", "bottom"), [(2.0, 0.04), (0.9, 0.0676)])
+def test_level_calibration_moves_a_starved_bottom_level_up(monkeypatch, bpp_per_rate: float, bottom: float) -> None:
+    """A bottom level under 0.06 bpp (a zero_level model at r = 0.04) moves up; one above stays."""
+    monkeypatch.setattr(train_entropy, "prepare_kodak", lambda codec, folder: None)
+    monkeypatch.setattr(train_entropy, "kodak_bpp", lambda codec, prepared, r: (bpp_per_rate * r, 2 * r))
+    levels = train_entropy.calibrate_levels(None, Path("unused"))
+    assert levels[0]["rate"] == bottom and levels[-1]["bpp"] >= 0.6 and len(levels) == 6
+    assert all(a["rate"] < b["rate"] for a, b in zip(levels, levels[1:], strict=False))
