@@ -49,7 +49,7 @@ class Compressed:
     refine_steps: int  # encoder-side refinement steps the codes got (0: the encoder's own codes)
     importance: np.ndarray  # (h, w) float32 p (after uniform / roi)
     importance_levels: np.ndarray  # (h, w) int map symbols q in [0, config.symbols)
-    kept_channels: np.ndarray  # (h, w) int (n/L)(q+1)
+    kept_channels: np.ndarray  # (h, w) int, `cwic.models.network.kept_channels` of the map
     bits_per_block: np.ndarray  # (h, w) float64, sums to payload_bits
     map_bits: float  # information content of the map, as coded
     code_bits: float  # information content of the kept bits, as coded

@@ -274,13 +274,16 @@ def fit(
     return step
 
 
+def _bit_model_inputs(bits, q, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept bits as +-1, dropped 0 (B, n, h, w); last kept group t (B, 1, h, w)) of maps q (B, h, w)."""
+    qq = q[:, None]
+    return (2 * bits.float() - 1) * mask_from_levels(qq, config), top_group(qq, config)
+
+
 def _losses(map_net, bit_net, bits, q, rates, config: ModelConfig, rng, present_stages: bool = True):
     """(mean bits per coded bit, mean bits per map entry) at one random stage per sample."""
     B, n, L = len(q), config.n, config.levels
-    qq = q[:, None]
-    tt = top_group(qq, config)
-    mask = mask_from_levels(qq, config)
-    bits_pm = (2 * bits.float() - 1) * mask
+    bits_pm, tt = _bit_model_inputs(bits, q, config)
     if present_stages:  # group g is kept where t >= g: draw g in [0, max t] (0 where nothing is kept)
         top = tt.reshape(B, -1).max(1).values.clamp(min=0).numpy() + 1
         bstage = torch.from_numpy(2 * rng.integers(top) + rng.integers(2, size=B))
@@ -294,7 +297,7 @@ def _losses(map_net, bit_net, bits, q, rates, config: ModelConfig, rng, present_
     w = coded.float().expand_as(target)
     bl = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * w).sum() / w.sum().clamp(min=1)
     mstage = torch.from_numpy(rng.integers(4, size=B))
-    xm, pos = map_inputs(qq, mstage, rates)
+    xm, pos = map_inputs(q[:, None], mstage, rates)
     ce = F.cross_entropy(map_net(xm, mstage), q, reduction="none")
     ml = (ce * pos[:, 0].float()).sum() / pos.float().sum()
     return bl / math.log(2), ml / math.log(2)
@@ -304,10 +307,7 @@ def _eval(map_net, bit_net, bits, q, rates, config: ModelConfig):
     """Exact-stage averages over every stage of the validation codes (float models)."""
     tot_b = tot_nb = 0.0
     n, L = config.n, config.levels
-    qq = q[:, None]
-    tt = top_group(qq, config)
-    mask = mask_from_levels(qq, config)
-    bits_pm = (2 * bits.float() - 1) * mask
+    bits_pm, tt = _bit_model_inputs(bits, q, config)
     B = len(q)
     for s in range(2 * L):
         st = torch.full((B,), s)
