@@ -90,10 +90,10 @@ class EntropyModel:
             raise CheckpointError(
                 f"checkpoint has no entropy model (missing {e}); run `python -m cwic train-entropy`"
             ) from None
-        self.config, self.n, self.levels, self.group = config, config.n, config.levels, config.n // config.levels
+        self.config = config
         if (
             self.bit_net.stages != 2 * config.levels
-            or self.bit_net.hw.shape[1] != self.group
+            or self.bit_net.hw.shape[1] != config.group
             or self.map_net.stages != len(MAP_STAGES)
             or self.map_net.hw.shape[1] != config.symbols
         ):
@@ -106,7 +106,7 @@ class EntropyModel:
         """The bit model as a float32 module (its integer weights read back; for code refinement)."""
         if self._float_bits is None:
             width, kernel = int_shape(self._tensors, "entropy.bits")
-            net = BitContext(self.n, self.levels, width, kernel)
+            net = BitContext(self.config.n, self.config.levels, width, kernel)
             import_int(net, self._tensors, "entropy.bits")
             self._float_bits = net.eval().requires_grad_(False)
         return self._float_bits
@@ -161,14 +161,14 @@ class EntropyModel:
             known[pos] = 1
             map_info[pos[0].numpy(), pos[1].numpy()] = -np.log2(probs.numpy()[np.arange(len(sym)), sym])
         # -- code bits: L groups x 2 checkerboard halves, group g where the last kept group t >= g ------
-        n, gsz, net = self.n, self.group, self.bit_net
+        n, gsz, net = self.config.n, self.config.group, self.bit_net
         t = top_group(q, self.config)
         cb = checkerboard(h, w)[0, 0]
         # conv1 sums of everything decoded so far (bits, t, rate), updated group by group
         acc = (net.w1m[:, n : n + 1] * t.view(1, -1).to(torch.float64) + net.w1m[:, n + 2 : n + 3] * r).view(-1, h, w)
         bits = torch.zeros(n, h, w)
         bits_info = np.zeros((h, w))
-        for g in range(self.levels):
+        for g in range(self.config.levels):
             for half in (0, 1):
                 coded = (t >= g) & (cb == half)
                 if not bool(coded.any()):

@@ -43,6 +43,11 @@ class ModelConfig:
         """
         return self.levels + int(self.zero_level)
 
+    @property
+    def group(self) -> int:
+        """Channels per group: the n / L that one map level adds or removes."""
+        return self.n // self.levels
+
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
 

@@ -70,9 +70,8 @@ class ImportanceMask(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # noqa: D102
         (kept,) = ctx.saved_tensors
         c = ctx.config
-        g = c.n // c.levels
         k = torch.arange(c.n, device=grad.device).view(1, c.n, 1, 1)
-        window = (k >= kept - g) & (k < kept + g)
+        window = (k >= kept - c.group) & (k < kept + c.group)
         grad_p = c.symbols * (grad * window).sum(dim=1, keepdim=True)
         return grad_p, None
 
@@ -115,7 +114,7 @@ def top_group(q: Tensor, config: ModelConfig) -> Tensor:
 
 def kept_channels(q: Tensor, config: ModelConfig) -> Tensor:
     """Channels kept at map symbols q: the first (n/L)(top group + 1)."""
-    return (top_group(q, config) + 1) * (config.n // config.levels)
+    return (top_group(q, config) + 1) * config.group
 
 
 def mask_from_levels(q: Tensor, config: ModelConfig) -> Tensor:
