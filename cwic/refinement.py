@@ -1,4 +1,4 @@
-"""Encoder-side refinement of one image's binary codes; the decoder and the bitstream stay as they are.
+"""Encoder-side refinement of an image's binary codes; the decoder and the bitstream stay as they are.
 
 The encoder is one feed-forward pass, trained to be good on average over crops; for a given image
 its codes are rarely the ones the fixed decoder would render best (the amortization gap of an
@@ -45,17 +45,18 @@ def check_metrics(metrics: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def distortion_db(metrics: tuple[str, ...], x_hat: Tensor, x: Tensor) -> Tensor:
-    """Mean over `metrics` of the distortion in dB, lower is better: 10 log10 MSE, 10 log10 (1 - SSIM)."""
-    total = x_hat.new_zeros(())
+    """Per image (B,), the mean over `metrics` of the distortion in dB, lower is better: 10 log10 MSE,
+    10 log10 (1 - SSIM)."""
+    total = x_hat.new_zeros(x.shape[0])
     for m in metrics:
         if m == "psnr":
-            total = total + 10 * torch.log10(((x_hat - x) ** 2).mean().clamp(min=1e-10))
+            total = total + 10 * torch.log10(((x_hat - x) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-10))
         else:
             # Imported here so that `from cwic import Codec` stays free of training code (tests/test_layout.py).
             from .training.distortion import ms_ssim, ssim
 
             score = (ssim if m == "ssim" else ms_ssim)(x_hat.clamp(0, 1), x)
-            total = total + 10 * torch.log10((1 - score).clamp(min=1e-10)).mean()
+            total = total + 10 * torch.log10((1 - score).clamp(min=1e-10))
     return total / len(metrics)
 
 
@@ -87,36 +88,38 @@ def refine_codes(
     metrics: tuple[str, ...] = DEFAULT_METRICS,
     steps: int = DEFAULT_STEPS,
 ) -> Tensor:
-    """Refined 0/1 codes (1, n, h, w) for the padded image x (1, 3, H, W) in [0, 1].
+    """Refined 0/1 codes (B, n, h, w) for the padded images x (B, 3, H, W) in [0, 1], all at one rate.
 
     The objective is taken over the padded image, as the decoder renders it (the padding
-    replicates the last row and column, and is at most 7 pixels).
+    replicates the last row and column, and is at most 7 pixels). Each image's objective is its
+    own: the steps of a batch are those of each image alone (Adam is per element).
 
-    e: the encoder's sigmoid activations; mask, t: the file's mask and last kept group per block
+    e: the encoder's sigmoid activations; mask, t: each file's mask and last kept group per block
     (`top_group` of its map); slope: dB per bpp.
-    Returns the encoder's own thresholded codes when no step improved J in float32 (checked once
-    at the end, because the steps run in bfloat16 where the CPU has it).
+    Returns, per image, the encoder's own thresholded codes when no step improved J in float32
+    (checked once at the end, because the steps run in bfloat16 where the CPU has it).
     """
-    pixels = x.shape[-2] * x.shape[-1]
-    tt, rint = t.view(1, 1, *t.shape[-2:]), torch.tensor([rate_plane_value(rate)])
+    b, pixels = x.shape[0], x.shape[-2] * x.shape[-1]
+    tt, rint = t.reshape(b, 1, *t.shape[-2:]), torch.full((b,), rate_plane_value(rate))
     amp = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
     def objective(bits: Tensor, low_precision: bool) -> Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
             x_hat = model.synthesize(bits, mask).float()
-        return distortion_db(metrics, x_hat, x) + slope * code_bits(bit_net, bits, tt, rint)[0] / pixels
+        return distortion_db(metrics, x_hat, x) + slope * code_bits(bit_net, bits, tt, rint) / pixels
 
     start = (e > 0.5).float()
     z = torch.logit(e.detach().clamp(1e-4, 1 - 1e-4)).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=LEARNING_RATE)
-    best, best_j = start, math.inf
+    best, best_j = start.clone(), torch.full((b,), math.inf)
     with torch.enable_grad():
         for _ in range(steps):
             bits = Binarize.apply(torch.sigmoid(z))
             j = objective(bits, amp)
-            if j.item() < best_j:
-                best, best_j = bits.detach().clone(), j.item()
-            (z.grad,) = torch.autograd.grad(j, [z])  # the weights' gradients are never formed
+            better = j.detach() < best_j
+            best[better], best_j = bits.detach()[better], torch.where(better, j.detach(), best_j)
+            (z.grad,) = torch.autograd.grad(j.sum(), [z])  # the weights' gradients are never formed
             opt.step()
     with torch.no_grad():
-        return best if objective(best, False) < objective(start, False) else start
+        keep = objective(best, False) < objective(start, False)
+    return torch.where(keep.view(b, 1, 1, 1), best, start)

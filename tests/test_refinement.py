@@ -68,6 +68,35 @@ def test_refinement_improves_the_objective_and_the_picture(codec, photo):
     assert better.bpp < 1.1 * base.bpp
 
 
+def test_a_batch_is_refined_image_by_image(codec, photo):
+    """Refining crops together (how training crops get refined codes) keeps each crop's own objective:
+    every crop's result is no worse than its encoder codes in float32, whatever the other crop did."""
+    x = (
+        torch.stack(
+            [torch.tensor(photo[:64, :64]).permute(2, 0, 1), torch.tensor(photo[32:96, 56:120]).permute(2, 0, 1)]
+        ).float()
+        / 255
+    )
+    rate = codec.rate_of(2)
+    with torch.no_grad():
+        e, feats = codec.model.analyze(x)
+        q = quantize_importance(codec.model.importance_map(feats, rate), codec.config)
+    mask, t = mask_from_levels(q, codec.config), top_group(q, codec.config)
+    net = codec.entropy.float_bit_context()
+    slope = rd_slope(codec.levels, rate, ("psnr", "ssim"))
+    refined = refine_codes(codec.model, net, x, e, mask, t, rate, slope, ("psnr", "ssim"), steps=6)
+    assert refined.shape == e.shape and set(refined.unique().tolist()) <= {0.0, 1.0}
+    rint = torch.full((2,), rate_plane_value(rate))
+
+    def objective(bits):
+        with torch.no_grad():
+            d = distortion_db(("psnr", "ssim"), codec.model.synthesize(bits, mask), x)
+            return d + slope * code_bits(net, bits, t, rint) / x[0, 0].numel()
+
+    mine, start = objective(refined), objective((e > 0.5).float())
+    assert mine.shape == (2,) and bool((mine <= start).all())
+
+
 def test_code_bits_estimates_the_coded_size(codec, photo):
     """The float twin of the bit model prices the code within a few per cent of the range coder."""
     c = codec.compress(photo, level=4)
