@@ -1,0 +1,147 @@
+"""Can one gradient of the refinement objective replace 20 refinement steps (the 1 s encode budget)?
+
+cwic.refinement takes 20 Adam steps on the code logits (16 s of CPU for a Kodak image). The cheapest
+version that could fit the budget is one straight-through gradient of J = D_dB + slope * R with
+respect to the bits, then flipping the bits whose first-order gain is largest, among those near
+the threshold. This script measures J and the metrics of such one-shot flips (several thresholds,
+the best kept, as an encoder could afford a few forward passes), against the encoder's codes and
+against what the codec's refinement (20 Adam steps) does to the same file.
+
+    python benchmarks/refine_one_step.py --out docs/session27/refine_one_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cwic import Codec
+from cwic.entropy_models.context_model import code_bits, rate_plane_value
+from cwic.evaluation.metrics import quality
+from cwic.images import load_rgb
+from cwic.models.network import mask_from_levels, quantize_importance, top_group
+from cwic.refinement import DEFAULT_METRICS, DEFAULT_STEPS, distortion_db, rd_slope
+from cwic.training.data import DEFAULT_KODAK_DIR
+
+NEAR = (0.05, 0.1, 0.2)  # |e - 0.5| below which a bit may flip
+METRICS = ("psnr", "ssim", "ms_ssim")
+SHARE = (0.01, 0.05, 0.25, 1.0)  # share of the candidates (largest first-order gain first) flipped
+
+
+def one_image(codec: Codec, rgb: np.ndarray, level: int) -> dict:
+    xp, e, feats, _ = codec._analyze(rgb, None)
+    rate = codec.rate_of(level)
+    q = quantize_importance(codec.model.importance_map(feats, rate)[0, 0], codec.config)
+    mask = mask_from_levels(q[None, None], codec.config)
+    t, rint = top_group(q, codec.config).view(1, 1, *q.shape), torch.tensor([rate_plane_value(rate)])
+    net, slope, pixels = (
+        codec.entropy.float_bit_context(),
+        rd_slope(codec.levels, rate, DEFAULT_METRICS),
+        xp[0, 0].numel(),
+    )
+
+    def objective(bits: torch.Tensor) -> torch.Tensor:
+        x_hat = codec.model.synthesize(bits, mask)
+        return distortion_db(DEFAULT_METRICS, x_hat, xp) + slope * code_bits(net, bits, t, rint) / pixels
+
+    def metrics(bits: torch.Tensor) -> dict:
+        with torch.no_grad():
+            y = codec.model.synthesize(bits, mask)[0, :, : rgb.shape[0], : rgb.shape[1]].clamp(0, 1)
+            return quality(rgb, (y.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+    start = (e > 0.5).float()
+    cpu = time.process_time()
+    bits = start.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(objective(bits).sum(), [bits])
+    gradient_cpu_s = time.process_time() - cpu
+    gain = -grad * (1 - 2 * start) * mask  # first-order decrease of J when the bit flips
+    with torch.no_grad():
+        j0 = float(objective(start))
+        tries = []
+        for near in NEAR:
+            cand = (gain > 0) & ((e - 0.5).abs() < near)
+            values = gain[cand].sort(descending=True).values
+            for share in SHARE:
+                k = max(1, int(share * len(values)))
+                flip = cand & (gain >= values[k - 1])
+                tried = torch.where(flip, 1 - start, start)
+                tries.append(
+                    {"near": near, "share": share, "flips": int(flip.sum()), "dJ": float(objective(tried)) - j0}
+                )
+    best = min(tries, key=lambda r: r["dJ"])
+    cand = (gain > 0) & ((e - 0.5).abs() < best["near"])
+    values = gain[cand].sort(descending=True).values
+    flip = cand & (gain >= values[max(1, int(best["share"] * len(values))) - 1])
+    before, after = metrics(start), metrics(torch.where(flip, 1 - start, start))
+    cpu = time.process_time()
+    adam = codec._refine(xp, e, q, rate, DEFAULT_STEPS, DEFAULT_METRICS)[None]  # what `refine=20` codes
+    adam_cpu_s = time.process_time() - cpu
+    flipped = (adam != start) & mask.bool()
+    with torch.no_grad():
+        adam_dj, by_adam = float(objective(adam)) - j0, metrics(adam)
+    return {
+        "level": level,
+        "gradient_cpu_s": round(gradient_cpu_s, 2),
+        "kept_bits": int(mask.sum()),
+        "tries": tries,
+        "best": best,
+        "best_gain": {k: round(after[k] - before[k], 4) for k in METRICS},
+        "kept_bits_within_0.1": round(float(((e - 0.5).abs() < 0.1)[mask.bool()].float().mean()), 4),
+        "adam": {
+            "steps": DEFAULT_STEPS,
+            "cpu_s": round(adam_cpu_s, 2),
+            "dJ": round(adam_dj, 4),
+            "flipped_share_of_kept": round(float(flipped.sum() / mask.sum()), 4),
+            "flips_within_0.1": round(float(((e - 0.5).abs() < 0.1)[flipped].float().mean()), 4),
+            "gain": {k: round(by_adam[k] - before[k], 4) for k in METRICS},
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", type=Path, default=Path("checkpoints/cwic-slim"))
+    p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR)
+    p.add_argument("--images", nargs="+", default=["kodim15", "kodim01", "kodim07"])
+    p.add_argument("--levels", type=int, nargs="+", default=[2, 4])
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    codec = Codec.load(args.checkpoint)
+    rows = []
+    for name in args.images:
+        rgb = load_rgb(args.kodak / f"{name}.png")
+        for level in args.levels:
+            rows.append({"image": name} | one_image(codec, rgb, level))
+            r = rows[-1]
+            print(name, level, r["gradient_cpu_s"], r["best"], r["best_gain"], r["adam"], flush=True)
+    summary = {
+        "tries_that_lowered_J": sum(t["dJ"] < 0 for r in rows for t in r["tries"]),
+        "tries": sum(len(r["tries"]) for r in rows),
+        "mean_gradient_cpu_s": round(float(np.mean([r["gradient_cpu_s"] for r in rows])), 2),
+        "mean_best_gain": {k: round(float(np.mean([r["best_gain"][k] for r in rows])), 4) for k in METRICS},
+        "mean_adam_gain": {k: round(float(np.mean([r["adam"]["gain"][k] for r in rows])), 4) for k in METRICS},
+        "mean_adam_cpu_s": round(float(np.mean([r["adam"]["cpu_s"] for r in rows])), 2),
+    }
+    out = {
+        "command": "python benchmarks/refine_one_step.py " + " ".join(argv or []),
+        "threads": 1,
+        "checkpoint": codec.checkpoint_id,
+        "objective": list(DEFAULT_METRICS),
+        "summary": summary,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
