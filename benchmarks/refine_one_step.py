@@ -56,50 +56,44 @@ def one_image(codec: Codec, rgb: np.ndarray, level: int) -> dict:
             y = codec.model.synthesize(bits, mask)[0, :, : rgb.shape[0], : rgb.shape[1]].clamp(0, 1)
             return quality(rgb, (y.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
+    def flip_gain(cur: torch.Tensor) -> torch.Tensor:
+        """First-order decrease of J when each kept bit of `cur` flips (one straight-through gradient)."""
+        bits = cur.clone().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(objective(bits).sum(), [bits])
+        return -grad * (1 - 2 * cur) * mask
+
+    def flipped(cur: torch.Tensor, gain: torch.Tensor, near: float, share: float) -> torch.Tensor:
+        """`cur` with the top `share` of the gaining bits within `near` of the threshold flipped."""
+        cand = (gain > 0) & ((e - 0.5).abs() < near)
+        values = gain[cand].sort(descending=True).values
+        return torch.where(cand & (gain >= values[max(1, int(share * len(values))) - 1]), 1 - cur, cur)
+
     start = (e > 0.5).float()
     cpu = time.process_time()
-    bits = start.clone().requires_grad_(True)
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(objective(bits).sum(), [bits])
+    gain = flip_gain(start)
     gradient_cpu_s = time.process_time() - cpu
-    gain = -grad * (1 - 2 * start) * mask  # first-order decrease of J when the bit flips
     with torch.no_grad():
         j0 = float(objective(start))
         tries = []
         for near in NEAR:
-            cand = (gain > 0) & ((e - 0.5).abs() < near)
-            values = gain[cand].sort(descending=True).values
             for share in SHARE:
-                k = max(1, int(share * len(values)))
-                flip = cand & (gain >= values[k - 1])
-                tried = torch.where(flip, 1 - start, start)
-                tries.append(
-                    {"near": near, "share": share, "flips": int(flip.sum()), "dJ": float(objective(tried)) - j0}
-                )
+                tried = flipped(start, gain, near, share)
+                flips = int((tried != start).sum())
+                tries.append({"near": near, "share": share, "flips": flips, "dJ": float(objective(tried)) - j0})
     best = min(tries, key=lambda r: r["dJ"])
-    cand = (gain > 0) & ((e - 0.5).abs() < best["near"])
-    values = gain[cand].sort(descending=True).values
-    flip = cand & (gain >= values[max(1, int(best["share"] * len(values))) - 1])
-    before, after = metrics(start), metrics(torch.where(flip, 1 - start, start))
+    before, after = metrics(start), metrics(flipped(start, gain, best["near"], best["share"]))
     cpu = time.process_time()
     adam = codec._refine(xp, e, q, rate, DEFAULT_STEPS, DEFAULT_METRICS)[None]  # what `refine=20` codes
     adam_cpu_s = time.process_time() - cpu
-    flipped = (adam != start) & mask.bool()
+    changed = (adam != start) & mask.bool()
     with torch.no_grad():
         adam_dj, by_adam = float(objective(adam)) - j0, metrics(adam)
     cpu, cur, j_cur, greedy = time.process_time(), start, j0, []
     for _ in range(GREEDY_STEPS):  # repeated one-step flips of small sets, while J falls
-        bits = cur.clone().requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(objective(bits).sum(), [bits])
-        gain = -grad * (1 - 2 * cur) * mask
-        cand = (gain > 0) & ((e - 0.5).abs() < 0.1)
-        values = gain[cand].sort(descending=True).values
+        gain = flip_gain(cur)
         with torch.no_grad():
-            trials = [
-                torch.where(cand & (gain >= values[max(1, int(f * len(values))) - 1]), 1 - cur, cur)
-                for f in (0.01, 0.03)
-            ]
+            trials = [flipped(cur, gain, 0.1, f) for f in (0.01, 0.03)]
             j_best, best_trial = min(((float(objective(b)), b) for b in trials), key=lambda p: p[0])
         if j_best >= j_cur:
             break
@@ -119,8 +113,8 @@ def one_image(codec: Codec, rgb: np.ndarray, level: int) -> dict:
             "steps": DEFAULT_STEPS,
             "cpu_s": round(adam_cpu_s, 2),
             "dJ": round(adam_dj, 4),
-            "flipped_share_of_kept": round(float(flipped.sum() / mask.sum()), 4),
-            "flips_within_0.1": round(float(((e - 0.5).abs() < 0.1)[flipped].float().mean()), 4),
+            "flipped_share_of_kept": round(float(changed.sum() / mask.sum()), 4),
+            "flips_within_0.1": round(float(((e - 0.5).abs() < 0.1)[changed].float().mean()), 4),
             "gain": {k: round(by_adam[k] - before[k], 4) for k in METRICS},
         },
     }
