@@ -149,6 +149,26 @@ def test_export_ships_fp16_weights_with_the_quality_check(photos: Path, kodak: P
     assert row["rate"] == 0.3 and set(row) == {"rate", "raw_bpp", "psnr", "ssim", "ms_ssim", "psnr_fp32"}
 
 
+def test_export_can_average_runs_of_one_architecture(photos: Path, kodak: Path, tmp_path: Path) -> None:
+    a, b, wide = tmp_path / "a", tmp_path / "b", tmp_path / "wide"
+    assert train_main(_args(photos, a, 2)) == 0
+    assert train_main(_args(photos, b, 2) + ["--seed", "1"]) == 0
+    soup = ["--run", str(a), "--average-with", str(b), "--kodak", str(kodak), "--rates", "0.3"]
+    assert export_main(soup + ["--to", str(tmp_path / "soup")]) == 0
+    model, card, _ = load_checkpoint(tmp_path / "soup")
+    wa, wb = (load_file(str(r / "train_state.safetensors")) for r in (a, b))
+    key = next(k for k in model.state_dict() if k.endswith("weight"))
+    first, second = wa["model." + key], wb["model." + key]
+    assert torch.allclose(model.state_dict()[key], ((first + second) / 2).half().float(), atol=1e-3)
+    assert not torch.equal(first, second)
+    assert card["training"]["steps"] == 2 and card["averaged_with"][0]["steps"] == 2
+    assert train_main(_args(photos, wide, 2) + ["--preset", "slim"]) == 0
+    with pytest.raises(SystemExit, match="architecture differs"):
+        export_main(soup[:2] + ["--average-with", str(wide), "--to", str(tmp_path / "refused")])
+    with pytest.raises(SystemExit, match="drop --which best"):
+        export_main(soup + ["--which", "best", "--to", str(tmp_path / "refused")])
+
+
 def test_init_from_can_grow_the_code(photos: Path, tmp_path: Path) -> None:
     first, grown = tmp_path / "first", tmp_path / "grown"
     assert train_main(_args(photos, first, 3)) == 0

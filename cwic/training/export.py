@@ -5,7 +5,10 @@ them as fp16 `model.safetensors` + `model.json` (with the training record), and 
 Kodak images that fp16 keeps the quality: the reference path (`model.reconstruct`, before
 entropy coding) at a few rates with fp32 and with the shipped fp16 weights.
 `python -m cwic train-entropy` then adds the entropy models and the calibrated levels (real
-file bpp, PSNR, MS-SSIM) to the same checkpoint. A `cwic train --decoder-only` run codes exactly
+file bpp, PSNR, MS-SSIM) to the same checkpoint. `--average-with` exports the mean of several runs' last weights instead
+(a "model soup", Wortsman et al. 2022): runs started from one checkpoint with different seeds
+stay in one basin, so two one-thread runs side by side feed one model. A `cwic train
+--decoder-only` run codes exactly
 as its start did, so `--entropy-from START` carries the start's context models over instead
 (checked: the encoder and the importance net must be the start's, bit for bit); then
 `train-entropy --skip-train` re-measures the levels' quality and rewrites the golden file.
@@ -43,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kodak", type=Path, default=DEFAULT_KODAK_DIR, help="Kodak folder, or a pack's Kodak images")
     p.add_argument("--rates", type=float, nargs="+", default=list(CHECK_RATES), help="rates of the fp16 check")
     p.add_argument(
+        "--average-with",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="with --which last: other runs of the same architecture whose last weights are averaged in",
+    )
+    p.add_argument(
         "--entropy-from",
         type=Path,
         default=None,
@@ -57,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.which == "last":
         model, info = load_run(args.run)
         card = model_card(info, model.config) | {"exported_on": platform.node()}
+        if args.average_with:
+            card["averaged_with"] = average_runs(model, args.average_with)
+    elif args.average_with:
+        raise SystemExit("cwic export: --average-with averages last weights; drop --which best")
     else:
         model, card, _ = load_checkpoint(args.run / "best")
     model.eval()
@@ -115,6 +129,25 @@ def load_run(folder: Path) -> tuple[CWICModel, dict]:
     if (folder / WeightAverage.FILE).is_file():
         WeightAverage(model, 1.0, folder).copy_to_model()
     return model, info
+
+
+def average_runs(model: CWICModel, others: list[Path]) -> list[dict]:
+    """Replace `model`'s weights by their mean with the last weights of `others`; the others' records.
+
+    Only runs of one architecture average: a different config is refused, not reshaped.
+    """
+    state = {k: v.double() for k, v in model.state_dict().items()}
+    records = []
+    for folder in others:
+        other, info = load_run(folder)
+        if other.config != model.config:
+            raise SystemExit(f"cwic export: --average-with {folder}: its architecture differs from --run's")
+        for k, v in other.state_dict().items():
+            state[k] += v.double()
+        records.append(model_card(info, other.config)["training"])
+    n = len(others) + 1
+    model.load_state_dict({k: (v / n).to(model.state_dict()[k].dtype) for k, v in state.items()})
+    return records
 
 
 def measure_rates(model: CWICModel, images: list[np.ndarray], rates: list[float]) -> list[dict]:
