@@ -19,7 +19,7 @@ DEST=${3:-${OUT:+$OUT/run}}
 DEST=${DEST:-runs/gpu}
 PACK=${CWIC_PACK:-runs/carry/train.zip}
 DEVICE=${CWIC_DEVICE:-cuda}
-RECIPE=${CWIC_TRAIN_ARGS:---batch 32 --lr 1e-4 --warmup 200 --ema 0.999 --rate-max 1.0 --rate-skew 0.6 --eval-every 2000 --save-minutes 2}
+RECIPE=${CWIC_TRAIN_ARGS:---batch 32 --lr 1e-4 --warmup 200 --ema 0.999 --rate-max 1.0 --rate-skew 2.0 --eval-every 2000 --save-minutes 2}
 NPROC=${CWIC_NPROC:-$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))')}
 
 python -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.device_count(), "GPU(s)")'
