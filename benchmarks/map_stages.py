@@ -2,7 +2,8 @@
 
     python benchmarks/map_stages.py [--checkpoint DIR] [--images 8] [--out docs/map_stages.json]
 
-The map is coded in four 2x2 phases; the first sees no decoded neighbour. Per level: the model's
+The map is coded in 2x2 phases, coarse to fine (four on one lattice before session 30); the first
+sees no decoded neighbour. Per level: the model's
 cross-entropy (bits per map entry) in each stage, its mean, and the zeroth-order entropy of each
 image's own level histogram (what a coder with no context but a per-image table would need).
 A mean close to the marginal says the map is spatially unpredictable at one-level resolution:
@@ -22,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
 from cwic.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
-from cwic.entropy_models.context_model import MAP_STAGES, MapContext, import_int, int_shape, rate_plane_value  # noqa: E402
+from cwic.entropy_models.context_model import MapContext, import_int, int_shape, map_scales, rate_plane_value  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
 from cwic.models.network import pad_to_multiple, quantize_importance  # noqa: E402
 from cwic.training.data import DEFAULT_KODAK_DIR, list_images  # noqa: E402
@@ -36,7 +37,7 @@ def stage_costs(checkpoint: Path, files: list[Path]) -> list[dict]:
     """Per level of the checkpoint: bits per entry in each map stage, their mean, the marginal entropy."""
     model, card, extra = load_checkpoint(checkpoint)
     width, kernel = int_shape(extra, "entropy.map")
-    net = MapContext(model.config.symbols, width, kernel)
+    net = MapContext(model.config.symbols, width, kernel, map_scales(extra["entropy.map.stage_bias"].shape[0]))
     import_int(net, extra, "entropy.map")
     feats = []
     for f in files:
@@ -44,7 +45,7 @@ def stage_costs(checkpoint: Path, files: list[Path]) -> list[dict]:
         feats.append(model.analyze(x)[1])
     out = []
     for level in card["levels"]:
-        bits, count, marginal = np.zeros(len(MAP_STAGES)), np.zeros(len(MAP_STAGES)), []
+        bits, count, marginal = np.zeros(net.stage_bias.shape[0]), np.zeros(net.stage_bias.shape[0]), []
         for feat in feats:
             q = quantize_importance(model.importance_map(feat, level["rate"]), model.config)[:, 0]
             stage_bits, entries = map_bits_by_stage(net, q, torch.tensor([rate_plane_value(level["rate"])]))

@@ -1,9 +1,13 @@
 """Staged context models that give the entropy coder its probabilities (replaces the paper's CEC).
 
 Decoding order (both models are called once per stage, predicting a whole stage in parallel):
-- importance map q (h x w, S = config.symbols classes: L, or L + 1 with `zero_level`): 4 stages,
-  the 2x2 phases (0,0), (1,1), (0,1), (1,0); each stage sees the already decoded q values and the
-  rate of the file.
+- importance map q (h x w, S = config.symbols classes: L, or L + 1 with `zero_level`), coarse to
+  fine over `scales` nested lattices (stride 2^(scales-1) down to 1): the coarsest lattice in its
+  four 2x2 phases (0,0), (1,1), (0,1), (1,0), then each finer lattice's three new phases (1,1),
+  (0,1), (1,0); 1 + 3 scales stages, a stage on the lattice of stride d reading its neighbours
+  with a 3x3 convolution dilated by d. Each stage sees the already decoded q values and the rate
+  of the file. scales = 1 is the original four-stage order (the checkpoint's map model says which:
+  its stage count).
 - code bits: L channel groups of n/L channels; group g in two checkerboard halves, so 2L stages.
   Each stage sees every decoded bit (+1/-1; unknown or dropped = 0), the last kept group t
   (`cwic.models.network.top_group`: q, or q - 1 with `zero_level`), the decoded-neighbour plane of
@@ -40,11 +44,28 @@ def rate_plane_value(rate: float) -> int:
     return int(round(float(rate) * 16))
 
 
-class StagedNet(nn.Module):
-    """1x1 (+ per-stage bias) -> k x k -> 1x1 -> per-stage 1x1 head; ReLU clamped to [0, ACT_CLAMP]."""
+def map_scales(stages: int) -> int:
+    """The number of map lattices of a map model with `stages` stages (1 + 3 scales)."""
+    if stages < 4 or (stages - 1) % 3:
+        raise ValueError(f"a map model has 1 + 3 * scales stages; got {stages}")
+    return (stages - 1) // 3
 
-    def __init__(self, c_in: int, width: int, out: int, stages: int, k: int) -> None:
+
+def map_dilations(scales: int) -> tuple[int, ...]:
+    """The conv2 dilation of every map stage: the stride of the lattice the stage codes on."""
+    coarse = 2 ** (scales - 1)
+    return (coarse,) * 4 + tuple(2**d for d in range(scales - 2, -1, -1) for _ in range(3))
+
+
+class StagedNet(nn.Module):
+    """1x1 (+ per-stage bias) -> k x k (per-stage dilation) -> 1x1 -> per-stage 1x1 head.
+
+    Every ReLU is clamped to [0, ACT_CLAMP].
+    """
+
+    def __init__(self, c_in: int, width: int, out: int, stages: int, k: int, dilations: tuple[int, ...] = ()) -> None:
         super().__init__()
+        self.dilations = dilations or (1,) * stages
         self.conv1 = nn.Conv2d(c_in, width, 1, bias=False)
         self.stage_bias = nn.Parameter(torch.zeros(stages, width))
         self.conv2 = nn.Conv2d(width, width, k, padding=k // 2)
@@ -57,18 +78,30 @@ class StagedNet(nn.Module):
         """x (B, c_in, h, w), stage (B,) long -> logits (B, out, h, w)."""
         act = lambda t: t.clamp(0, ACT_CLAMP)  # noqa: E731
         h = act(self.conv1(x) + self.stage_bias[stage][:, :, None, None])
-        h = act(self.conv2(h))
+        h = act(self._conv2(h, stage))
         h = act(self.conv3(h))
         return torch.einsum("boc,bchw->bohw", self.head_w[stage], h) + self.head_b[stage][:, :, None, None]
 
+    def _conv2(self, h: Tensor, stage: Tensor) -> Tensor:
+        """conv2 at each sample's stage dilation (one pass per dilation present in the batch)."""
+        dil = torch.tensor(self.dilations, device=h.device)[stage]
+        out = None
+        for d in sorted(set(self.dilations)):
+            chosen = dil == d
+            if not bool(chosen.any()):
+                continue
+            y = F.conv2d(h, self.conv2.weight, self.conv2.bias, padding=d * (self.k // 2), dilation=d)
+            out = y if out is None else torch.where(chosen.view(-1, 1, 1, 1), y, out)
+        return out
 
-def map_inputs(q: Tensor, stage: Tensor, rate_int: Tensor) -> tuple[Tensor, Tensor]:
+
+def map_inputs(q: Tensor, stage: Tensor, rate_int: Tensor, scales: int = 1) -> tuple[Tensor, Tensor]:
     """(inputs (B, 3, h, w), positions of the stage (B, 1, h, w) bool) for map stages `stage` (B,).
 
     Inputs: q + 1 where already decoded else 0; the decoded plane; the rate value.
     """
     b, _, h, w = q.shape
-    phase = _map_phase(h, w, q.device)  # (1, 1, h, w) stage index of every location
+    phase = map_phase(h, w, q.device, scales)  # (1, 1, h, w) stage index of every location
     s = stage.view(b, 1, 1, 1)
     known = (phase < s).to(torch.float64 if q.dtype == torch.float64 else torch.float32)
     x = torch.cat(
@@ -77,12 +110,19 @@ def map_inputs(q: Tensor, stage: Tensor, rate_int: Tensor) -> tuple[Tensor, Tens
     return x, (phase == s)
 
 
-def _map_phase(h: int, w: int, device) -> Tensor:
-    ii = torch.arange(h, device=device).view(h, 1) % 2
-    jj = torch.arange(w, device=device).view(1, w) % 2
+def map_phase(h: int, w: int, device=None, scales: int = 1) -> Tensor:
+    """(1, 1, h, w) long: the map stage that codes each location (see the module docstring)."""
+    ii = torch.arange(h, device=device).view(h, 1).expand(h, w)
+    jj = torch.arange(w, device=device).view(1, w).expand(h, w)
     phase = torch.zeros(h, w, dtype=torch.long, device=device)
-    for s, (pi, pj) in enumerate(MAP_STAGES):
-        phase[(ii == pi) & (jj == pj)] = s
+    for d in range(scales):  # lattice of stride 2^d, finest first; coarser lattices overwrite
+        stride = 2**d
+        on = (ii % stride == 0) & (jj % stride == 0)
+        pi, pj = (ii // stride) % 2, (jj // stride) % 2
+        first = 0 if d == scales - 1 else 1  # only the coarsest lattice codes its (0, 0) phase
+        for s, (a, b) in enumerate(MAP_STAGES[first:], start=first):
+            stage = s if d == scales - 1 else 3 * (scales - 1 - d) + s
+            phase[on & (pi == a) & (pj == b)] = stage
     return phase.view(1, 1, h, w)
 
 
@@ -113,10 +153,11 @@ def bit_inputs(bits_pm: Tensor, t: Tensor, stage: Tensor, rate_int: Tensor, grou
 
 
 class MapContext(StagedNet):
-    """Importance-map model: 4 stages, one logit per map symbol (`ModelConfig.symbols`)."""
+    """Importance-map model: 1 + 3 scales stages, one logit per map symbol (`ModelConfig.symbols`)."""
 
-    def __init__(self, symbols: int = 16, width: int = 24, k: int = 3) -> None:
-        super().__init__(3, width, symbols, len(MAP_STAGES), k)
+    def __init__(self, symbols: int = 16, width: int = 24, k: int = 3, scales: int = 1) -> None:
+        super().__init__(3, width, symbols, 1 + 3 * scales, k, map_dilations(scales))
+        self.scales = scales
 
 
 class BitContext(StagedNet):
@@ -244,16 +285,17 @@ class IntNet:
         sh1 = 2.0 ** (W_BITS - A_BITS)
         return torch.floor((pre + self.sb[stage].view(-1, 1, 1)) / sh1).clamp_(0, self.act_max)
 
-    def logits_at(self, h1: Tensor, rows: Tensor, cols: Tensor, stage: int) -> Tensor:
+    def logits_at(self, h1: Tensor, rows: Tensor, cols: Tensor, stage: int, dilation: int = 1) -> Tensor:
         """First activation (width, h, w) -> integer logits (out, N) at the N positions (rows, cols).
 
-        conv2 runs only where a stage reads it, as one matrix product over the gathered k x k
-        windows (zero padding as in training); integer sums make it equal to the full convolution.
+        conv2 (dilated by `dilation`) runs only where a stage reads it, as one matrix product over
+        the gathered k x k windows (zero padding as in training); integer sums make it equal to the
+        full convolution.
         """
         c, _, w = h1.shape
-        p, sh = self.k // 2, 2.0**W_BITS
+        p, sh = dilation * (self.k // 2), 2.0**W_BITS
         padded = F.pad(h1, (p, p, p, p)).view(c, -1)
-        taps = torch.arange(self.k)
+        taps = torch.arange(self.k) * dilation
         offsets = (taps.view(-1, 1) * (w + 2 * p) + taps.view(1, -1)).view(-1, 1)
         windows = padded[:, offsets + (rows * (w + 2 * p) + cols).view(1, -1)]  # (c, k * k, N)
         h = torch.floor((self.w2m @ windows.view(c * self.k**2, -1) + self.b2[:, None]) / sh).clamp_(0, self.act_max)

@@ -23,15 +23,16 @@ from .context_model import (
     DIFF_MAX,
     LOGIT_MAX,
     LUT_STEP,
-    MAP_STAGES,
     PROB_BITS,
     W_BITS,
     BitContext,
     IntNet,
-    _map_phase,
     checkerboard,
     import_int,
     int_shape,
+    map_dilations,
+    map_phase,
+    map_scales,
     rate_plane_value,
 )
 
@@ -94,10 +95,13 @@ class EntropyModel:
         if (
             self.bit_net.stages != 2 * config.levels
             or self.bit_net.hw.shape[1] != config.group
-            or self.map_net.stages != len(MAP_STAGES)
             or self.map_net.hw.shape[1] != config.symbols
         ):
             raise CheckpointError("entropy model does not match the autoencoder's n / levels / map symbols")
+        try:
+            self.map_scales = map_scales(self.map_net.stages)
+        except ValueError as e:
+            raise CheckpointError(f"entropy model: {e}") from None
         self._bern = constriction.stream.model.Bernoulli(perfect=False)
         self._cat = constriction.stream.model.Categorical(perfect=False)
         self._tensors, self._float_bits = tensors, None
@@ -144,17 +148,17 @@ class EntropyModel:
 
     def _stages(self, h: int, w: int, rate: float, mc: _Coder, bc: _Coder, q_true, bits_true):
         r = float(rate_plane_value(rate))
-        # -- importance map: 4 phase stages --------------------------------------------------------
+        # -- importance map: 1 + 3 scales phase stages, coarse to fine ------------------------------
         net = self.map_net
-        phase = _map_phase(h, w, None)[0, 0]
+        phase = map_phase(h, w, None, self.map_scales)[0, 0]
         q = torch.zeros(h, w, dtype=torch.long)
         known = torch.zeros(h, w, dtype=torch.float64)
         map_info = np.zeros((h, w))
-        for s in range(len(MAP_STAGES)):
+        for s, dilation in enumerate(map_dilations(self.map_scales)):
             x = torch.stack([(q + 1).to(torch.float64) * known, known, torch.full_like(known, r)])
             pos = (phase == s).nonzero(as_tuple=True)
             pre = (net.w1m @ x.view(3, -1)).view(-1, h, w)
-            logits = net.logits_at(net.hidden(pre, s), pos[0], pos[1], s).T  # (N, symbols) in raster order
+            logits = net.logits_at(net.hidden(pre, s), pos[0], pos[1], s, dilation).T  # (N, symbols) in raster order
             probs = self.map_probs(logits)
             sym = mc.code(self._cat, probs.numpy(), None if q_true is None else q_true[pos].numpy())
             q[pos] = torch.from_numpy(sym)
