@@ -84,6 +84,8 @@ class StagedNet(nn.Module):
 
     def _conv2(self, h: Tensor, stage: Tensor) -> Tensor:
         """conv2 at each sample's stage dilation (one pass per dilation present in the batch)."""
+        if set(self.dilations) == {1}:  # the bit model, and a one-lattice map model: no per-sample choice
+            return self.conv2(h)
         dil = torch.tensor(self.dilations, device=h.device)[stage]
         out = None
         for d in sorted(set(self.dilations)):
