@@ -138,3 +138,58 @@ def test_refined_codecs_and_their_ablation(images, tmp_path, capsys):
     assert "| cwic, refined codes | cwic, uniform importance, refined codes |" in md
     assert evaluate.main(argv[:-2] + ["--refine-steps", "0", "--codecs", "cwic-refined"]) == 2
     assert "--refine-steps must be in [1, 1000]" in capsys.readouterr().err
+
+
+def test_a_stopped_run_resumes_from_its_finished_images(images, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    argv = ["--images", str(images), "--out", str(out), "--codecs", "jpeg"]
+    assert evaluate.main(argv + ["--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    real = evaluate._evaluate_image
+    seen = []
+
+    def stops_at_second(a):
+        if a[1].name == "img1.png":
+            raise KeyboardInterrupt  # the session ends mid-image
+        seen.append(a[1].name)
+        return real(a)
+
+    monkeypatch.setattr(evaluate, "_evaluate_image", stops_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.main(argv)
+    lines = (out / evaluate.PARTIAL).read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])[0] == "img0.png"
+    with (out / evaluate.PARTIAL).open("a") as f:
+        f.write('["img1.png", {"wid')  # a line torn by the kill
+    monkeypatch.setattr(evaluate, "_evaluate_image", lambda a: seen.append(a[1].name) or real(a))
+    assert evaluate.main(argv) == 0
+    assert seen == ["img0.png", "img1.png"] and "resuming, 1 of 2 images" in capsys.readouterr().err
+    results = _check_layout(out, ["jpeg"], 2)
+    assert results["resumed_images"] == 1 and not (out / evaluate.PARTIAL).exists()
+    assert results["rows"] == whole["rows"] and results["curves"] == whole["curves"]
+
+
+def test_a_partial_run_of_other_settings_is_not_reused(images, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    argv = ["--images", str(images), "--out", str(out), "--codecs", "jpeg"]
+    real, seen = evaluate._evaluate_image, []
+
+    def stops_at_second(a):
+        if a[1].name == "img1.png":
+            raise KeyboardInterrupt
+        return real(a)
+
+    monkeypatch.setattr(evaluate, "_evaluate_image", stops_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.main(argv)
+    assert len((out / evaluate.PARTIAL).read_text().splitlines()) == 2
+    monkeypatch.setattr(evaluate, "_evaluate_image", lambda a: seen.append(a[1].name) or real(a))
+    assert evaluate.main(argv[:-1] + ["webp"]) == 0
+    assert seen == ["img0.png", "img1.png"]
+    assert {r["codec"] for r in json.loads((out / "results.json").read_text())["rows"]} == {"webp"}
+
+
+def test_out_that_is_a_file_exits_2(images, tmp_path, capsys):
+    (tmp_path / "o").write_text("")
+    assert evaluate.main(["--images", str(images), "--out", str(tmp_path / "o"), "--codecs", "jpeg"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

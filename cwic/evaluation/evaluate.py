@@ -4,11 +4,16 @@ For every image: every cwic level (bpp from the real .cwic file), the uniform-im
 at the same levels, each classical codec searched to the bpp cwic reached on that image, and a
 fixed quality sweep per classical codec for full curves. Writes `results.json` (per-image rows +
 one CompressAI-style curve per codec), RD plots and a BD-rate table (see docs/evaluation.md).
+
+Each finished image is appended to `OUT/partial.jsonl` as it completes; a run that stops (a killed
+process, a session's end) resumes from there when started again with the same settings, so a
+multi-hour evaluation loses at most the images in flight.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -86,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.refine_steps <= 1000:
         print(f"cwic evaluate: --refine-steps must be in [1, 1000], got {args.refine_steps}", file=sys.stderr)
         return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(f"cwic evaluate: --out {args.out} is a file, not a folder", file=sys.stderr)
+        return 2
     try:
         images = _list_images(args.images, args.limit)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
@@ -111,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..errors import CwicError
 
+    refine = (args.refine_steps, tuple(args.refine_for))
+    settings = run_settings(images, codec, args.codecs, levels, args.tol, not args.no_sweep, refine)
     try:
-        refine = (args.refine_steps, tuple(args.refine_for))
-        results = run(images, codec, args.codecs, levels, args.tol, not args.no_sweep, args.jobs, refine)
+        sweep, partial = not args.no_sweep, args.out / PARTIAL
+        results = run(images, codec, args.codecs, levels, args.tol, sweep, args.jobs, refine, partial, settings)
     except CwicError as e:  # an image the codec or the loader rejects (unreadable, smaller than 16 px)
         print(f"cwic evaluate: {e}", file=sys.stderr)
         return 2
@@ -123,8 +133,26 @@ def main(argv: list[str] | None = None) -> int:
         if key in REFINED:
             results["curves"][key]["description"] += f"; {refine[0]} refinement steps for {'+'.join(refine[1])}"
     write_outputs(results, args.out, args.reference)
+    (args.out / PARTIAL).unlink(missing_ok=True)
     print(f"wrote {args.out}/results.json, rd_*.png, bdrate.md ({results['elapsed_s']:.0f} s)")
     return 0
+
+
+PARTIAL = "partial.jsonl"
+
+
+def run_settings(images: list[Path], codec, codecs, levels, tol: float, sweep: bool, refine) -> dict:
+    """What decides an image's rows: a partial run is resumed only when all of it is unchanged."""
+    return {
+        "checkpoint": codec.checkpoint_id if codec else None,
+        "codecs": list(codecs),
+        "levels": list(levels),
+        "tolerance": tol,
+        "sweep": sweep,
+        "refine": {"steps": refine[0], "metrics": list(refine[1])},
+        "encoders": baselines.encoder_versions(),
+        "images": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in images},
+    }
 
 
 def run(
@@ -136,56 +164,107 @@ def run(
     sweep: bool = True,
     jobs: int = 1,
     refine: tuple[int, tuple[str, ...]] = (DEFAULT_STEPS, DEFAULT_METRICS),
+    partial: Path | None = None,
+    settings: dict | None = None,
 ) -> dict:
     """Evaluate every image (in `jobs` processes); returns the results dict written to results.json.
 
-    `refine`: (steps, metrics) of the refined cwic codecs."""
-    from concurrent.futures import ProcessPoolExecutor
+    `refine`: (steps, metrics) of the refined cwic codecs. With `partial` (a .jsonl path) and its
+    `settings`, images already recorded there under the same settings are taken from it, and each
+    newly finished image is appended as soon as it is done."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    args = [(i, path, codecs, levels, tol, sweep, refine) for i, path in enumerate(images)]
+    before = _read_partial(partial, settings) if partial else {}
+    if before:
+        print(f"cwic evaluate: resuming, {len(before)} of {len(images)} images from {partial}", file=sys.stderr)
+    elif partial:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"settings": settings}) + "\n")
+    args = [(i, path, codecs, levels, tol, sweep, refine) for i, path in enumerate(images) if path.name not in before]
+    done = dict(before)
+
+    def record(result: tuple) -> None:
+        done[result[0]] = result
+        if partial:
+            with partial.open("a") as f:
+                f.write(json.dumps(list(result), allow_nan=False) + "\n")
+
     _WORKER["codec"] = codec
-    if jobs > 1:
+    bar = tqdm(total=len(images), initial=len(before), **TQDM)
+    if jobs > 1 and len(args) > 1:
         import multiprocessing
 
         # fork: the workers share the loaded model; each runs one torch thread
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            done = list(tqdm(pool.map(_evaluate_image, args), total=len(args), **TQDM))
+            for future in as_completed([pool.submit(_evaluate_image, a) for a in args]):
+                record(future.result())
+                bar.update()
     else:
-        done = [_evaluate_image(a) for a in tqdm(args, **TQDM)]
-    rows = [row for _, _, image_rows, _ in done for row in image_rows]
+        for a in args:
+            record(_evaluate_image(a))
+            bar.update()
+    bar.close()
+    ordered = [done[p.name] for p in images]
+    rows = [row for _, _, image_rows, _, _ in ordered for row in image_rows]
     curves = make_curves(rows, len(images))
     return {
         "name": "cwic evaluation",
-        "images": {name: size for name, size, _, _ in done},
+        "images": {name: size for name, size, *_ in ordered},
         "codecs": list(codecs),
         "levels": list(levels),
         "tolerance": tol,
         "refine": {"steps": refine[0], "metrics": list(refine[1])},
         "encoders": baselines.encoder_versions(),
         "machine": {"cpu_count": os.cpu_count(), "jobs": jobs},
-        "elapsed_s": time.perf_counter() - t0,
-        "decoded_files_checked": sum(d for *_, d in done),
+        "elapsed_s": time.perf_counter() - t0 + sum(r[4] for r in before.values()),
+        "resumed_images": len(before),
+        "decoded_files_checked": sum(r[3] for r in ordered),
         "rows": rows,
         "curves": curves,
         "bdrate": bdrate_table(curves),
     }
 
 
+def _read_partial(partial: Path, settings: dict | None) -> dict[str, tuple]:
+    """Finished images of an earlier run of the same settings, by name; {} if there is none.
+
+    A file of other settings, or one cut off mid-line by a killed process, yields only what is whole
+    and matching; it is rewritten from scratch when nothing matches."""
+    try:
+        lines = partial.read_text().splitlines()
+        if not lines or json.loads(lines[0]).get("settings") != settings:
+            return {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    found = {}
+    for line in lines[1:]:
+        try:
+            name, size, rows, decoded, seconds = json.loads(line)
+        except (ValueError, TypeError):
+            break  # a line cut off by a kill: everything after it is lost too
+        found[name] = (name, size, rows, decoded, seconds)
+    if len(found) < len(lines) - 1:  # drop the torn tail so appends start on a whole line
+        partial.write_text("\n".join(lines[: len(found) + 1]) + "\n")
+    return {k: v for k, v in found.items() if k in settings["images"]} if settings else found
+
+
 _WORKER: dict = {}
 TQDM = {"unit": "img", "desc": "evaluate", "file": sys.stderr}
 
 
-def _evaluate_image(args: tuple) -> tuple[str, dict, list[dict], int]:
-    """All codecs on one image: (name, size, rows, number of .cwic files decoded and checked)."""
+def _evaluate_image(args: tuple) -> tuple[str, dict, list[dict], int, float]:
+    """All codecs on one image: (name, size, rows, number of .cwic files decoded and checked, seconds)."""
     from ..errors import CwicError, ImageError
     from ..images import load_rgb
 
     index, path, codecs, levels, tol, sweep, refine = args
+    t0 = time.perf_counter()
     try:
-        return _evaluate_loaded(index, path, load_rgb(path), _WORKER["codec"], codecs, levels, tol, sweep, refine)
+        result = _evaluate_loaded(index, path, load_rgb(path), _WORKER["codec"], codecs, levels, tol, sweep, refine)
+        return (*result, time.perf_counter() - t0)
     except CwicError as e:
         raise ImageError(f"{path.name}: {e}") from None
 
