@@ -66,6 +66,7 @@ class StagedNet(nn.Module):
     def __init__(self, c_in: int, width: int, out: int, stages: int, k: int, dilations: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.dilations = dilations or (1,) * stages
+        self.distinct_dilations = tuple(sorted(set(self.dilations)))
         self.conv1 = nn.Conv2d(c_in, width, 1, bias=False)
         self.stage_bias = nn.Parameter(torch.zeros(stages, width))
         self.conv2 = nn.Conv2d(width, width, k, padding=k // 2)
@@ -84,11 +85,11 @@ class StagedNet(nn.Module):
 
     def _conv2(self, h: Tensor, stage: Tensor) -> Tensor:
         """conv2 at each sample's stage dilation (one pass per dilation present in the batch)."""
-        if set(self.dilations) == {1}:  # the bit model, and a one-lattice map model: no per-sample choice
+        if self.distinct_dilations == (1,):  # the bit model, and a one-lattice map model: no per-sample choice
             return self.conv2(h)
         dil = torch.tensor(self.dilations, device=h.device)[stage]
         out = None
-        for d in sorted(set(self.dilations)):
+        for d in self.distinct_dilations:
             chosen = dil == d
             if not bool(chosen.any()):
                 continue
