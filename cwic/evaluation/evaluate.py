@@ -147,6 +147,7 @@ def run_settings(images: list[Path], codec, codecs, levels, tol: float, sweep: b
         "checkpoint": codec.checkpoint_id if codec else None,
         "codecs": list(codecs),
         "levels": list(levels),
+        "rates": [[lv["level"], lv["rate"]] for lv in codec.levels if lv["level"] in levels] if codec else None,
         "tolerance": tol,
         "sweep": sweep,
         "refine": {"steps": refine[0], "metrics": list(refine[1])},
