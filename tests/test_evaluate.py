@@ -140,39 +140,9 @@ def test_refined_codecs_and_their_ablation(images, tmp_path, capsys):
     assert "--refine-steps must be in [1, 1000]" in capsys.readouterr().err
 
 
-def test_a_stopped_run_resumes_from_its_finished_images(images, tmp_path, monkeypatch, capsys):
-    out = tmp_path / "out"
-    argv = ["--images", str(images), "--out", str(out), "--codecs", "jpeg"]
-    assert evaluate.main(argv + ["--out", str(tmp_path / "whole")]) == 0
-    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+def _stopped_at_second_image(argv: list[str], monkeypatch) -> None:
+    """Run `cwic evaluate` until it is killed on img1.png, as a session's end would."""
     real = evaluate._evaluate_image
-    seen = []
-
-    def stops_at_second(a):
-        if a[1].name == "img1.png":
-            raise KeyboardInterrupt  # the session ends mid-image
-        seen.append(a[1].name)
-        return real(a)
-
-    monkeypatch.setattr(evaluate, "_evaluate_image", stops_at_second)
-    with pytest.raises(KeyboardInterrupt):
-        evaluate.main(argv)
-    lines = (out / evaluate.PARTIAL).read_text().splitlines()
-    assert len(lines) == 2 and json.loads(lines[1])[0] == "img0.png"
-    with (out / evaluate.PARTIAL).open("a") as f:
-        f.write('["img1.png", {"wid')  # a line torn by the kill
-    monkeypatch.setattr(evaluate, "_evaluate_image", lambda a: seen.append(a[1].name) or real(a))
-    assert evaluate.main(argv) == 0
-    assert seen == ["img0.png", "img1.png"] and "resuming, 1 of 2 images" in capsys.readouterr().err
-    results = _check_layout(out, ["jpeg"], 2)
-    assert results["resumed_images"] == 1 and not (out / evaluate.PARTIAL).exists()
-    assert results["rows"] == whole["rows"] and results["curves"] == whole["curves"]
-
-
-def test_a_partial_run_of_other_settings_is_not_reused(images, tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    argv = ["--images", str(images), "--out", str(out), "--codecs", "jpeg"]
-    real, seen = evaluate._evaluate_image, []
 
     def stops_at_second(a):
         if a[1].name == "img1.png":
@@ -182,6 +152,32 @@ def test_a_partial_run_of_other_settings_is_not_reused(images, tmp_path, monkeyp
     monkeypatch.setattr(evaluate, "_evaluate_image", stops_at_second)
     with pytest.raises(KeyboardInterrupt):
         evaluate.main(argv)
+
+
+def test_a_stopped_run_resumes_from_its_finished_images(images, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    argv = ["--images", str(images), "--out", str(out), "--codecs", "jpeg"]
+    assert evaluate.main(argv + ["--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    real, seen = evaluate._evaluate_image, []
+    _stopped_at_second_image(argv, monkeypatch)
+    lines = (out / evaluate.PARTIAL).read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[1])[0] == "img0.png"
+    with (out / evaluate.PARTIAL).open("a") as f:
+        f.write('["img1.png", {"wid')  # a line torn by the kill
+    monkeypatch.setattr(evaluate, "_evaluate_image", lambda a: seen.append(a[1].name) or real(a))
+    assert evaluate.main(argv) == 0
+    assert seen == ["img1.png"] and "resuming, 1 of 2 images" in capsys.readouterr().err
+    results = _check_layout(out, ["jpeg"], 2)
+    assert results["resumed_images"] == 1 and not (out / evaluate.PARTIAL).exists()
+    assert results["rows"] == whole["rows"] and results["curves"] == whole["curves"]
+
+
+def test_a_partial_run_of_other_settings_is_not_reused(images, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    argv = ["--images", str(images), "--out", str(out), "--codecs", "jpeg"]
+    real, seen = evaluate._evaluate_image, []
+    _stopped_at_second_image(argv, monkeypatch)
     assert len((out / evaluate.PARTIAL).read_text().splitlines()) == 2
     monkeypatch.setattr(evaluate, "_evaluate_image", lambda a: seen.append(a[1].name) or real(a))
     assert evaluate.main(argv[:-1] + ["webp"]) == 0

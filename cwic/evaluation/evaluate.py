@@ -119,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ..errors import CwicError
 
-    refine = (args.refine_steps, tuple(args.refine_for))
-    settings = run_settings(images, codec, args.codecs, levels, args.tol, not args.no_sweep, refine)
+    refine, sweep = (args.refine_steps, tuple(args.refine_for)), not args.no_sweep
+    settings, partial = run_settings(images, codec, args.codecs, levels, args.tol, sweep, refine), args.out / PARTIAL
     try:
-        sweep, partial = not args.no_sweep, args.out / PARTIAL
         results = run(images, codec, args.codecs, levels, args.tol, sweep, args.jobs, refine, partial, settings)
     except CwicError as e:  # an image the codec or the loader rejects (unreadable, smaller than 16 px)
         print(f"cwic evaluate: {e}", file=sys.stderr)
@@ -232,8 +231,8 @@ def run(
 def _read_partial(partial: Path, settings: dict | None) -> dict[str, tuple]:
     """Finished images of an earlier run of the same settings, by name; {} if there is none.
 
-    A file of other settings, or one cut off mid-line by a killed process, yields only what is whole
-    and matching; it is rewritten from scratch when nothing matches."""
+    A file of other settings yields nothing (run() then starts it afresh); one cut off mid-line by a
+    killed process yields its whole lines, and the torn tail is cut off the file."""
     try:
         lines = partial.read_text().splitlines()
         if not lines or json.loads(lines[0]).get("settings") != settings:
@@ -249,7 +248,7 @@ def _read_partial(partial: Path, settings: dict | None) -> dict[str, tuple]:
         found[name] = (name, size, rows, decoded, seconds)
     if len(found) < len(lines) - 1:  # drop the torn tail so appends start on a whole line
         partial.write_text("\n".join(lines[: len(found) + 1]) + "\n")
-    return {k: v for k, v in found.items() if k in settings["images"]} if settings else found
+    return found
 
 
 _WORKER: dict = {}
