@@ -14,14 +14,14 @@ rm -r checkpoints/cwic-slim
 mv checkpoints/candidates/cwic-slim-map3 checkpoints/cwic-slim
 python - <<'P'
 import json
-p = "docs/kodak/results.json"
-d = json.load(open(p))
+from pathlib import Path
+p = Path("docs/kodak/results.json")
+d = json.loads(p.read_text())
 d["checkpoint"]["path"] = "checkpoints/cwic-slim"
-json.dump(d, open(p, "w"), indent=1)
+p.write_text(json.dumps(d, indent=1, allow_nan=False) + "\n")  # as cwic evaluate writes it
 P
 PYTHONPATH=. python benchmarks/compare_results.py 4bcd325:docs/kodak/results.json docs/kodak/results.json \
-    --codecs cwic cwic-uniform cwic-refined cwic-uniform-refined --out docs/session33/map3_vs_shipped.json \
-    | tee docs/session33/map3_vs_shipped.txt
+    --codecs cwic cwic-uniform cwic-refined cwic-uniform-refined --out docs/session33/map3_vs_shipped.json
 python -m cwic train-entropy --checkpoint checkpoints/cwic-slim --skip-train --no-calibrate | tee docs/session33/golden.log
 nice -n 10 python benchmarks/kodak_bitstream.py | tee docs/session33/kodak_bitstream.log
 echo "$(date +%T) shipped map3"

@@ -19,13 +19,13 @@ from cwic.images import load_rgb
 
 torch.set_num_threads(1)
 images = [load_rgb(p) for p in sorted(Path("../shared/data/kodak").glob("*.png"))]
+pixels = [x.shape[0] * x.shape[1] for x in images]
 out = {}
 for name, folder in [("old", "/tmp/oldck"), ("new", "checkpoints/cwic-slim")]:
     codec = Codec.load(folder)
     rows = []
     for level in range(1, 7):
         files = [codec.compress(x, level=level, uniform=True) for x in images]
-        pixels = [x.shape[0] * x.shape[1] for x in images]
         bpp = np.mean([f.bpp for f in files])
         map_bpp = np.mean([f.map_bits / n for f, n in zip(files, pixels, strict=True)])
         share = np.mean([f.map_bits / (8 * len(f.data)) for f in files])
