@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...` from a checkout
 
-from cwic import Codec, bitstream  # noqa: E402
+from cwic import Codec  # noqa: E402
 from cwic.images import load_rgb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,10 +66,8 @@ def main() -> None:
                 codec.decompress(c.data)
                 dec.append(time.perf_counter() - t)
                 dec_cpu.append(time.process_time() - tc)
-            header, map_s, bits_s = bitstream.parse(c.data)
-            hw = (-(-header.height // 8), -(-header.width // 8))
             tc = time.process_time()
-            q, bits = codec.entropy.decode(map_s, bits_s, *hw, header.rate)
+            header, q, bits = codec.decode_codes(c.data)
             ent_dec = time.process_time() - tc
             tc = time.process_time()
             codec.entropy.encode(q, bits, header.rate)

@@ -4,7 +4,8 @@ Layout (little-endian), see docs/bitstream.md:
   0  4s  magic b"CWIC"          16  u16 width          24  u32 map section length
   4  u8  format version (1)     18  u16 height         28  u32 bits section length
   5  u8  flags (bit 0 uniform,  20  f32 rate r         32  map section, bits section
-         bit 1 roi)                                    end u32 CRC32 of all bytes before it
+         bit 1 roi, bit 2                              end u32 CRC32 of all bytes before it
+         constant map)
   6  u8  level (0 = bpp target)
   7  u8  reserved (0)
   8  8s  checkpoint id (weights_id, 16 hex digits)
@@ -23,7 +24,9 @@ from .images import MAX_PIXELS, MAX_SIDE, MIN_SIDE
 
 MAGIC = b"CWIC"
 VERSION = 1
-FLAG_UNIFORM, FLAG_ROI = 1, 2
+FLAG_UNIFORM, FLAG_ROI, FLAG_CONSTANT_MAP = 1, 2, 4
+_FLAGS = FLAG_UNIFORM | FLAG_ROI | FLAG_CONSTANT_MAP
+CONSTANT_MAP_LEN = 4  # a constant map's section: its one symbol in a 32-bit word
 _HEADER = struct.Struct("<4sBBBB8sHHfII")
 HEADER_SIZE = _HEADER.size  # 32
 TRAILER_SIZE = 4
@@ -41,6 +44,7 @@ class Header:
     checkpoint_id: str
     uniform: bool = False
     roi: bool = False
+    constant_map: bool = False  # the map section is one symbol, not range-coded
     map_len: int = 0
     bits_len: int = 0
     version: int = VERSION
@@ -55,6 +59,7 @@ class Header:
             "rate": self.rate,
             "uniform": self.uniform,
             "roi": self.roi,
+            "constant_map": self.constant_map,
             "header_bytes": HEADER_SIZE + TRAILER_SIZE,
             "map_bytes": self.map_len,
             "bits_bytes": self.bits_len,
@@ -63,7 +68,11 @@ class Header:
 
 def pack(header: Header, map_section: bytes, bits_section: bytes) -> bytes:
     """Header fields + sections -> the complete file bytes (with CRC32)."""
-    flags = (FLAG_UNIFORM if header.uniform else 0) | (FLAG_ROI if header.roi else 0)
+    flags = (
+        (FLAG_UNIFORM if header.uniform else 0)
+        | (FLAG_ROI if header.roi else 0)
+        | (FLAG_CONSTANT_MAP if header.constant_map else 0)
+    )
     head = _HEADER.pack(
         MAGIC,
         VERSION,
@@ -99,7 +108,7 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
     (crc,) = struct.unpack_from("<I", data, len(data) - TRAILER_SIZE)
     if zlib.crc32(data[:-TRAILER_SIZE]) != crc:
         raise BitstreamError("corrupt .cwic file: CRC32 mismatch")
-    if flags & ~(FLAG_UNIFORM | FLAG_ROI) or reserved:
+    if flags & ~_FLAGS or reserved:
         raise BitstreamError(f"invalid .cwic header: unknown flags {flags:#x} / reserved byte {reserved}")
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE) or width * height > MAX_PIXELS:
         raise BitstreamError(f"invalid .cwic header: image size {width}x{height} is outside the supported range")
@@ -107,6 +116,10 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
         raise BitstreamError(f"invalid .cwic header: rate {rate} is not in (0, 1)")
     if not (4 <= map_len <= MAX_SECTION and 4 <= bits_len <= MAX_SECTION) or (map_len | bits_len) % 4:
         raise BitstreamError(f"invalid .cwic header: section lengths {map_len}, {bits_len}")
+    if flags & FLAG_CONSTANT_MAP and map_len != CONSTANT_MAP_LEN:
+        raise BitstreamError(
+            f"invalid .cwic header: a constant map's section is {CONSTANT_MAP_LEN} bytes, got {map_len}"
+        )
     header = Header(
         width=width,
         height=height,
@@ -115,6 +128,7 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
         checkpoint_id=ckpt.hex(),
         uniform=bool(flags & FLAG_UNIFORM),
         roi=bool(flags & FLAG_ROI),
+        constant_map=bool(flags & FLAG_CONSTANT_MAP),
         map_len=map_len,
         bits_len=bits_len,
         version=version,

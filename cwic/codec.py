@@ -16,7 +16,7 @@ import torch
 
 from . import bitstream
 from .checkpoint import DEFAULT_CHECKPOINT, WEIGHTS, load_checkpoint, shipped_checkpoints, weights_id
-from .entropy_models.entropy_coder import EntropyModel
+from .entropy_models.entropy_coder import Coded, EntropyModel
 from .errors import CheckpointError, ImageError
 from .images import check_rgb
 from .models.network import (
@@ -178,11 +178,13 @@ class Codec:
         if refine:
             bits = self._refine(xp, e, coded[0], rate, refine, refine_for)
             coded = self._code(p, bits, rate)
-        q, (map_s, bits_s, map_info, bits_info) = coded
-        header = bitstream.Header(w_img, h_img, rate, lvl, self.checkpoint_id, uniform, roi is not None)
-        data = bitstream.pack(header, map_s, bits_s)
-        payload = 8 * (len(map_s) + len(bits_s))
-        info = map_info + bits_info
+        q, c = coded
+        header = bitstream.Header(
+            w_img, h_img, rate, lvl, self.checkpoint_id, uniform, roi is not None, constant_map=c.constant_map
+        )
+        data = bitstream.pack(header, c.map_section, c.bits_section)
+        payload = 8 * (len(c.map_section) + len(c.bits_section))
+        info = c.map_info + c.bits_info
         kept = bits * mask_from_levels(q[None, None], self.config)[0]
         kept_counts = kept_channels(q, self.config).numpy()
         return Compressed(
@@ -197,8 +199,8 @@ class Codec:
             importance_levels=q.numpy(),
             kept_channels=kept_counts,
             bits_per_block=info * (payload / info.sum()),
-            map_bits=float(map_info.sum()),
-            code_bits=float(bits_info.sum()),
+            map_bits=float(c.map_info.sum()),
+            code_bits=float(c.bits_info.sum()),
             payload_bits=payload,
             _render=lambda: self._render(q, kept, h_img, w_img),
             _by_level=lambda: self._kept_by_level(feats, roi_blocks, uniform, {lvl: kept_counts}),
@@ -249,10 +251,9 @@ class Codec:
         t = top_group(q, self.config)
         return refine_codes(self.model, bit_net, xp, e, mask, t, rate, slope, metrics, steps)[0]
 
-    def _code(self, p: torch.Tensor, bits: torch.Tensor, rate: float):
+    def _code(self, p: torch.Tensor, bits: torch.Tensor, rate: float) -> tuple[torch.Tensor, Coded]:
         q = quantize_importance(p, self.config)
-        c = self.entropy.encode(q, bits, rate)
-        return q, (c.map_section, c.bits_section, c.map_info, c.bits_info)
+        return q, self.entropy.encode(q, bits, rate)
 
     def _search_bpp(self, importance, bits, target: float, pixels: int):
         """Bisection on r against the real file size (bpp grows monotonically with r up to quantization)."""
@@ -263,7 +264,7 @@ class Codec:
             rate = _f32((lo + hi) / 2) if best is not None else _f32(min(max(target / 1.2, lo), hi))
             p = importance(rate)
             coded = self._code(p, bits, rate)
-            size = 8 * (len(coded[1][0]) + len(coded[1][1])) + overhead
+            size = 8 * (len(coded[1].map_section) + len(coded[1].bits_section)) + overhead
             got = size / pixels
             if best is None or abs(got - target) < abs(best[0] - target):
                 best = (got, rate, p, coded)
@@ -278,6 +279,12 @@ class Codec:
     @torch.no_grad()
     def decompress(self, data: bytes) -> np.ndarray:
         """.cwic bytes -> H x W x 3 uint8. BitstreamError / CheckpointError on bad input."""
+        header, q, bits = self.decode_codes(data)
+        return self._render(q, bits, header.height, header.width)
+
+    def decode_codes(self, data: bytes) -> tuple[bitstream.Header, torch.Tensor, torch.Tensor]:
+        """.cwic bytes -> (header, q (h, w) map symbols, bits (n, h, w) 0/1): the exact, machine-independent
+        half of decoding, without the float synthesis."""
         header, map_s, bits_s = bitstream.parse(data)
         if header.checkpoint_id != self.checkpoint_id:
             raise CheckpointError(
@@ -286,8 +293,8 @@ class Codec:
                 "without --checkpoint)"
             )
         hc, wc = -(-header.height // 8), -(-header.width // 8)
-        q, bits = self.entropy.decode(map_s, bits_s, hc, wc, header.rate)
-        return self._render(q, bits, header.height, header.width)
+        q, bits = self.entropy.decode(map_s, bits_s, hc, wc, header.rate, header.constant_map)
+        return header, q, bits
 
     @torch.no_grad()
     def _render(self, q: torch.Tensor, bits: torch.Tensor, height: int, width: int) -> np.ndarray:

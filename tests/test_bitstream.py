@@ -50,11 +50,18 @@ def test_round_trip_fields():
         (_patch(_file(), "<H", 18, 60000), "image size"),
         (_patch(_file(), "<f", 20, float("nan")), "rate"),
         (_patch(_file(), "<f", 20, 1.5), "rate"),
+        (bitstream.pack(Header(**{**HEADER.__dict__, "constant_map": True}), MAP * 2, BITS), "constant map"),
     ],
 )
 def test_each_damage_has_a_clear_error(data, message):
     with pytest.raises(BitstreamError, match=message):
         parse(data)
+
+
+def test_constant_map_flag_round_trips():
+    header, m, _ = parse(bitstream.pack(Header(**{**HEADER.__dict__, "constant_map": True}), MAP, BITS))
+    assert header.constant_map and header.uniform and m == MAP
+    assert not parse(_file())[0].constant_map
 
 
 def test_section_length_is_checked_before_use():

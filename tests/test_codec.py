@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -16,6 +17,7 @@ from PIL import Image
 from cwic import Codec, bitstream
 from cwic.checkpoint import save_checkpoint
 from cwic.cli import decode_main, encode_main, levels_main
+from cwic.entropy_models import entropy_coder
 from cwic.errors import BitstreamError, CheckpointError, ImageError
 from cwic.images import load_rgb
 from cwic.models.network import reconstruct
@@ -92,6 +94,22 @@ def test_uniform_and_roi(codec, photo):
     assert np.array_equal(codec.decompress(r.data), r.reconstruction)
 
 
+def test_a_constant_map_costs_one_word_and_files_with_a_coded_one_still_decode(codec, photo):
+    u = codec.compress(photo, level=3, uniform=True)
+    header, map_s, bits_s = bitstream.parse(u.data)
+    assert header.constant_map and map_s == bytes([u.importance_levels[0, 0]]) + bytes(3) and np.isclose(u.map_bits, 32)
+    assert not bitstream.parse(codec.compress(photo, level=3).data)[0].constant_map
+    # before the flag existed, a uniform file range-coded its constant map; such files still decode
+    q = torch.from_numpy(u.importance_levels)
+    mc = entropy_coder._Coder()
+    codec.entropy._map_stages(*q.shape, header.rate, mc, q)
+    old = bitstream.pack(dataclasses.replace(header, constant_map=False), mc.finish(), bits_s)
+    assert len(old) >= len(u.data) and np.array_equal(codec.decompress(old), u.reconstruction)
+    for bad in (bytes([codec.config.symbols, 0, 0, 0]), bytes([0, 0, 1, 0])):
+        with pytest.raises(BitstreamError, match="constant map section"):
+            codec.decompress(bitstream.pack(header, bad, bits_s))
+
+
 def test_kept_channels_by_level_equal_what_each_level_keeps_from_one_encoder_pass(codec, photo, monkeypatch):
     roi = np.zeros(photo.shape[:2], np.float32)
     roi[:32, :48] = 1
@@ -154,14 +172,15 @@ def test_bad_arguments(codec, photo):
         codec.decompress(b"")
 
 
-def test_golden_file_decodes_to_committed_hash(codec):
-    info = json.loads((GOLDEN / "golden.json").read_text())
-    data = (GOLDEN / "golden.cwic").read_bytes()
+@pytest.mark.parametrize("name", ["golden", "golden-uniform"])
+def test_golden_file_decodes_to_committed_hash(codec, name):
+    info = json.loads((GOLDEN / f"{name}.json").read_text())
+    data = (GOLDEN / f"{name}.cwic").read_bytes()
+    assert bitstream.parse(data)[0].constant_map == (name == "golden-uniform")
     assert info["checkpoint_id"] == codec.checkpoint_id, (
         "golden file is stale for this checkpoint: run `python -m cwic train-entropy --skip-train`"
     )
-    header, map_s, bits_s = bitstream.parse(data)
-    q, bits = codec.entropy.decode(map_s, bits_s, -(-header.height // 8), -(-header.width // 8), header.rate)
+    _, q, bits = codec.decode_codes(data)
     codes = hashlib.sha256(q.to(torch.uint8).numpy().tobytes() + bits.to(torch.uint8).numpy().tobytes())
     assert codes.hexdigest() == info["codes_sha256"]  # exact on every CPU (integer context model)
     assert hashlib.sha256(codec.decompress(data).tobytes()).hexdigest() == info["pixels_sha256"]

@@ -1,9 +1,13 @@
 """Entropy coding of (importance map, kept bits) with the staged context models and constriction.
 
-Encoder and decoder run the same function, `EntropyModel._run`, which makes the staged network
-calls and hands each stage's probabilities to a `_Coder`: the encoder's coder writes the true
+Encoder and decoder run the same functions, `EntropyModel._map_stages` and `_bit_stages`, which
+make the staged network calls and hand each stage's probabilities to a `_Coder`: the encoder's coder writes the true
 symbols, the decoder's reads them back. So both sides compute probabilities from identical
 inputs with identical (exact integer) arithmetic. Stage order and inputs: see context_model.py.
+
+A map with one value everywhere (every uniform-map file) is not range-coded: its section is that
+symbol in one 4-byte word, which is never longer than a coded section (at least one word) and does
+not charge the ablation for a map it does not have.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..bitstream import CONSTANT_MAP_LEN
 from ..errors import BitstreamError, CheckpointError
 from ..models.config import ModelConfig
 from ..models.network import fixed_threads, top_group
@@ -45,8 +50,9 @@ class Coded:
 
     map_section: bytes
     bits_section: bytes
-    map_info: np.ndarray  # (h, w) float64: -log2 P(q) of each map entry, as coded
+    map_info: np.ndarray  # (h, w) float64: -log2 P(q) of each map entry, as coded (constant: 32 bits spread)
     bits_info: np.ndarray  # (h, w) float64: sum of -log2 P(bit) of the coded bits at each location
+    constant_map: bool  # the map section is one symbol, not range-coded (the header's flag says so)
 
 
 class _Coder:
@@ -130,25 +136,48 @@ class EntropyModel:
     # -- coding -------------------------------------------------------------------------------------
     def encode(self, q: Tensor, bits: Tensor, rate: float) -> Coded:
         """q (h, w) long map symbols, bits (n, h, w) 0/1 -> Coded. Only bits inside the mask are coded."""
-        mc, bc = _Coder(), _Coder()
-        _, _, map_info, bits_info = self._run(q.shape[-2], q.shape[-1], rate, mc, bc, q.long(), bits)
-        return Coded(mc.finish(), bc.finish(), map_info, bits_info)
+        q = q.long()
+        h, w = q.shape
+        constant = bool((q == q[0, 0]).all())
+        bc = _Coder()
+        with torch.no_grad(), fixed_threads(1):  # small exact convs: threads only add overhead
+            if constant:
+                map_section = bytes([int(q[0, 0])]) + bytes(CONSTANT_MAP_LEN - 1)
+                map_info = np.full((h, w), 8.0 * CONSTANT_MAP_LEN / (h * w))
+            else:
+                mc = _Coder()
+                _, map_info = self._map_stages(h, w, rate, mc, q)
+                map_section = mc.finish()
+            _, bits_info = self._bit_stages(q, rate, bc, bits)
+        return Coded(map_section, bc.finish(), map_info, bits_info, constant)
 
-    def decode(self, map_section: bytes, bits_section: bytes, h: int, w: int, rate: float) -> tuple[Tensor, Tensor]:
-        """Inverse of `encode`: (q (h, w) long map symbols, bits (n, h, w) float 0/1, zero outside the mask)."""
-        mc, bc = _Coder(map_section), _Coder(bits_section)
-        q, bits, _, _ = self._run(h, w, rate, mc, bc, None, None)
-        mc.finish()
+    def decode(
+        self, map_section: bytes, bits_section: bytes, h: int, w: int, rate: float, constant_map: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Inverse of `encode`: (q (h, w) long map symbols, bits (n, h, w) float 0/1, zero outside the mask).
+        `constant_map`: the header's flag that the map section is one symbol (`Coded.constant_map`)."""
+        bc = _Coder(bits_section)
+        with torch.no_grad(), fixed_threads(1):
+            if constant_map:
+                sym = map_section[0] if len(map_section) == CONSTANT_MAP_LEN else -1
+                if not 0 <= sym < self.config.symbols or any(map_section[1:]):
+                    raise BitstreamError(
+                        f"corrupt payload: a constant map section must be one symbol below {self.config.symbols} "
+                        f"and {CONSTANT_MAP_LEN - 1} zero bytes, got {map_section[:8].hex()}"
+                    )
+                q = torch.full((h, w), sym, dtype=torch.long)
+            else:
+                mc = _Coder(map_section)
+                q, _ = self._map_stages(h, w, rate, mc, None)
+                mc.finish()
+            bits, _ = self._bit_stages(q, rate, bc, None)
         bc.finish()
         return q, bits
 
-    def _run(self, h: int, w: int, rate: float, mc: _Coder, bc: _Coder, q_true, bits_true):
-        with torch.no_grad(), fixed_threads(1):  # small exact convs: threads only add overhead
-            return self._stages(h, w, rate, mc, bc, q_true, bits_true)
-
-    def _stages(self, h: int, w: int, rate: float, mc: _Coder, bc: _Coder, q_true, bits_true):
+    def _map_stages(self, h: int, w: int, rate: float, mc: _Coder, q_true: Tensor | None):
+        """Code the importance map (q_true: encoder, None: decoder) in 1 + 3 scales phase stages, coarse to
+        fine -> (q, map_info)."""
         r = float(rate_plane_value(rate))
-        # -- importance map: 1 + 3 scales phase stages, coarse to fine ------------------------------
         net = self.map_net
         phase = map_phase(h, w, None, self.map_scales)[0, 0]
         q = torch.zeros(h, w, dtype=torch.long)
@@ -164,7 +193,13 @@ class EntropyModel:
             q[pos] = torch.from_numpy(sym)
             known[pos] = 1
             map_info[pos[0].numpy(), pos[1].numpy()] = -np.log2(probs.numpy()[np.arange(len(sym)), sym])
-        # -- code bits: L groups x 2 checkerboard halves, group g where the last kept group t >= g ------
+        return q, map_info
+
+    def _bit_stages(self, q: Tensor, rate: float, bc: _Coder, bits_true: Tensor | None):
+        """Code the kept bits given the map q (bits_true: encoder, None: decoder) -> (bits, bits_info)."""
+        r = float(rate_plane_value(rate))
+        h, w = q.shape
+        # L groups x 2 checkerboard halves, group g where the last kept group t >= g
         n, gsz, net = self.config.n, self.config.group, self.bit_net
         t = top_group(q, self.config)
         cb = checkerboard(h, w)[0, 0]
@@ -192,4 +227,4 @@ class EntropyModel:
                 p = p1.numpy().reshape(gsz, -1)
                 info = -np.log2(np.where(b.numpy() > 0, p, 1 - p)).sum(0)
                 bits_info[pos[0].numpy(), pos[1].numpy()] += info
-        return q, bits, map_info, bits_info
+        return bits, bits_info

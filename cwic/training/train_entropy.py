@@ -7,7 +7,8 @@ codec side (run it after every new autoencoder checkpoint):
   3. integer export into the checkpoint's model.safetensors under `entropy.` keys (autoencoder
      weights are re-saved unchanged; the checkpoint id changes);
   4. level calibration: mean Kodak bpp from real file sizes, written to the card's `levels`;
-  5. the golden file tests/golden/ (a small .cwic and the SHA-256 of its decoded pixels).
+  5. the golden files tests/golden/ (a small content-weighted .cwic and a uniform one, with the SHA-256 of
+     their decoded codes and pixels).
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         _save(args.checkpoint, model, card, extra)
         print(json.dumps(levels))
     if not args.no_golden:
-        info = write_golden(Codec.load(args.checkpoint), args.kodak, args.golden_dir)
-        print("golden:", json.dumps(info))
+        for uniform in (False, True):
+            info = write_golden(Codec.load(args.checkpoint), args.kodak, args.golden_dir, uniform=uniform)
+            print("golden:", json.dumps(info))
     return 0
 
 
@@ -454,8 +456,9 @@ def codes_sha256(q: torch.Tensor, bits: torch.Tensor) -> str:
 
 
 @torch.no_grad()
-def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: int = 4) -> dict:
-    """Pick the 32 x 32 Kodak crop whose decoder output is farthest from uint8 rounding boundaries.
+def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: int = 4, uniform: bool = False) -> dict:
+    """Pick the 32 x 32 Kodak crop whose decoder output is farthest from uint8 rounding boundaries and write
+    it as `golden_name(uniform)` .cwic / .json (`uniform`: a uniform-map file, whose map is one symbol).
 
     A float32 decoder can differ in the last bits between CPUs; a large rounding margin keeps the
     committed pixel hash valid across machines. The hash of the decoded codes is exact anyway.
@@ -468,9 +471,9 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
     for _ in range(60):
         y, x = rng.integers(rgb.shape[0] - side), rng.integers(rgb.shape[1] - side)
         crop = np.ascontiguousarray(rgb[y : y + side, x : x + side])
-        c = codec.compress(crop, level=level)
+        c = codec.compress(crop, level=level, uniform=uniform)
         q = torch.from_numpy(c.importance_levels)
-        bits = _decoded_bits(codec, c.data)
+        bits = codec.decode_codes(c.data)[2]
         mask = mask_from_levels(q[None, None], codec.config)
         with fixed_threads(RENDER_THREADS):
             v = codec.model.synthesize(bits[None] * mask, mask)[0, :, :side, :side].clamp(0, 1).double() * 255
@@ -480,14 +483,13 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
             best = (margin, (int(y), int(x)), c)
     margin, (y, x), c = best
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "golden.cwic").write_bytes(c.data)
-    from .. import bitstream
-
-    header, map_s, bits_s = bitstream.parse(c.data)
-    q, bits = codec.entropy.decode(map_s, bits_s, side // 8, side // 8, header.rate)
+    name = golden_name(uniform)
+    (out_dir / f"{name}.cwic").write_bytes(c.data)
+    _, q, bits = codec.decode_codes(c.data)
     info = {
         "source": f"kodim23.png crop x={x} y={y} {side}x{side}",
         "level": level,
+        "uniform": uniform,
         "checkpoint_id": codec.checkpoint_id,
         "bytes": len(c.data),
         "pixels_sha256": pixels_sha256(codec.decompress(c.data)),
@@ -495,13 +497,10 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
         "min_rounding_margin": round(margin, 6),
         "regenerate": "python -m cwic train-entropy --skip-train  (or without --skip-train to retrain)",
     }
-    (out_dir / "golden.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out_dir / f"{name}.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 
-def _decoded_bits(codec, data: bytes) -> torch.Tensor:
-    from .. import bitstream
-
-    header, map_s, bits_s = bitstream.parse(data)
-    hc, wc = -(-header.height // 8), -(-header.width // 8)
-    return codec.entropy.decode(map_s, bits_s, hc, wc, header.rate)[1]
+def golden_name(uniform: bool) -> str:
+    """File stem of the golden file: a content-weighted one, and a uniform one (constant map section)."""
+    return "golden-uniform" if uniform else "golden"
