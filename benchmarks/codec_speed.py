@@ -29,13 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def training_running() -> bool:
-    """True if another process runs `python -m cwic train` (read-only look at /proc)."""
+    """True if another process runs `python -m cwic train` and is not stopped (SIGSTOP pauses a run for an
+    idle measurement); a read-only look at /proc."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
             continue
-        if b"cwic" in cmd and b"train" in cmd:
+        if b"cwic" in cmd and b"train" in cmd and state not in ("T", "t"):
             return True
     return False
 
@@ -90,7 +92,8 @@ def main() -> None:
         "checkpoint_id": codec.checkpoint_id,
         "repeats": args.repeats,
         "statistic": "median wall time (and process CPU time), model loaded, entropy coding and file packing included",
-        "note": "with 1 thread, CPU time is what the wall time would be on an otherwise idle core",
+        "note": "threads is the caller's torch setting (the encoder's analysis); the entropy coder and the "
+        "synthesis always run on two threads (CODER_THREADS, RENDER_THREADS)",
         "load_average_1min": os.getloadavg()[0],
         "cpu": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores",
         "torch": torch.__version__,

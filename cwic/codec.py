@@ -90,6 +90,7 @@ class Codec:
 
     def __init__(self, model, card: dict, entropy: EntropyModel) -> None:
         self.model, self.card, self.entropy = model, card, entropy
+        self.model.decoder.to(memory_format=torch.channels_last)  # synthesis 26 % faster (docs/bitstream.md)
         self.config, self.n, self.L = model.config, model.config.n, model.config.levels
         self.checkpoint_id: str = card["weights_id"]
 
@@ -300,8 +301,9 @@ class Codec:
     def _render(self, q: torch.Tensor, bits: torch.Tensor, height: int, width: int) -> np.ndarray:
         """The decoder: (q, masked 0/1 bits) -> cropped uint8 image. The encoder calls it too."""
         mask = mask_from_levels(q[None, None], self.config)
+        codes = (bits[None] * mask).contiguous(memory_format=torch.channels_last)
         with fixed_threads(RENDER_THREADS):
-            x_hat = self.model.synthesize(bits[None] * mask, mask)[0, :, :height, :width]
+            x_hat = self.model.synthesize(codes, mask)[0, :, :height, :width]
         return (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 

@@ -42,6 +42,7 @@ from .context_model import (
 )
 
 _STEP = 2.0 ** (W_BITS + A_BITS) / LUT_STEP  # integer logit units per table step
+CODER_THREADS = 2  # exact integer sums: any thread count gives the same bytes; two halve level 6's stages
 
 
 @dataclass
@@ -140,7 +141,7 @@ class EntropyModel:
         h, w = q.shape
         constant = bool((q == q[0, 0]).all())
         bc = _Coder()
-        with torch.no_grad(), fixed_threads(1):  # small exact convs: threads only add overhead
+        with torch.no_grad(), fixed_threads(CODER_THREADS):
             if constant:
                 map_section = bytes([int(q[0, 0])]) + bytes(CONSTANT_MAP_LEN - 1)
                 map_info = np.full((h, w), 8.0 * CONSTANT_MAP_LEN / (h * w))
@@ -157,7 +158,7 @@ class EntropyModel:
         """Inverse of `encode`: (q (h, w) long map symbols, bits (n, h, w) float 0/1, zero outside the mask).
         `constant_map`: the header's flag that the map section is one symbol (`Coded.constant_map`)."""
         bc = _Coder(bits_section)
-        with torch.no_grad(), fixed_threads(1):
+        with torch.no_grad(), fixed_threads(CODER_THREADS):
             if constant_map:
                 sym = map_section[0] if len(map_section) == CONSTANT_MAP_LEN else -1
                 if not 0 <= sym < self.config.symbols or any(map_section[1:]):
