@@ -189,3 +189,48 @@ def test_out_that_is_a_file_exits_2(images, tmp_path, capsys):
     (tmp_path / "o").write_text("")
     assert evaluate.main(["--images", str(images), "--out", str(tmp_path / "o"), "--codecs", "jpeg"]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def _fake_results(uniform_bpp_scale: float, weights_id: str = "abc") -> dict:
+    """A results dict as `cwic evaluate` writes it, for two images and four levels of cwic and its ablation."""
+    rows = []
+    for image in ("a.png", "b.png"):
+        for codec, scale in (("cwic", 1.0), ("cwic-uniform", uniform_bpp_scale)):
+            for k in range(1, 5):
+                q = {"psnr-rgb": 20.0 + 2 * k, "ssim-rgb": 0.5 + 0.1 * k, "ms-ssim-rgb": 0.6 + 0.08 * k}
+                rows.append({"image": image, "codec": codec, "kind": "level", "level": k, "bpp": 0.1 * k * scale, **q})
+    curves = evaluate.make_curves(rows, 2)
+    return {
+        "images": {"a.png": {}, "b.png": {}},
+        "codecs": ["cwic", "cwic-uniform"],
+        "levels": [1, 2, 3, 4],
+        "tolerance": 0.02,
+        "refine": {"steps": 20, "metrics": ["psnr"]},
+        "encoders": {},
+        "checkpoint": {"weights_id": weights_id},
+        "elapsed_s": 10.0,
+        "rows": rows,
+        "curves": curves,
+        "bdrate": evaluate.bdrate_table(curves),
+    }
+
+
+def test_merge_results_replaces_one_codecs_rows_and_recomputes_the_bdrates(tmp_path):
+    from benchmarks.merge_results import main, merge
+
+    base, new = _fake_results(1.0), _fake_results(0.9)
+    merged = merge(base, new, ["cwic-uniform"], same_pixels=True, source="new.json")
+    assert [r["bpp"] for r in merged["rows"] if r["codec"] == "cwic"] == [r["bpp"] for r in base["rows"][:4] * 2]
+    assert merged["curves"]["cwic-uniform"] == new["curves"]["cwic-uniform"]
+    assert merged["bdrate"]["ablation"]["cwic-uniform"]["cwic"]["psnr-rgb"] == pytest.approx(100 / 0.9 - 100)
+    assert merged["merged"][0]["max_quality_change"] == {"psnr-rgb": 0, "ssim-rgb": 0, "ms-ssim-rgb": 0}
+    with pytest.raises(SystemExit, match="different checkpoints"):
+        merge(base, _fake_results(0.9, weights_id="other"), ["cwic-uniform"], False, "x")
+    changed = _fake_results(0.9)
+    changed["rows"][5]["psnr-rgb"] += 0.1
+    with pytest.raises(SystemExit, match="1 rows changed quality"):
+        merge(base, changed, ["cwic-uniform"], True, "x")
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    assert main([str(tmp_path / "base.json"), str(tmp_path / "new.json"), "--codecs", "cwic-uniform"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text())["merged"][0]["from"].endswith("new.json")
