@@ -1,9 +1,10 @@
 """Entropy coding of (importance map, kept bits) with the staged context models and constriction.
 
 Encoder and decoder run the same functions, `EntropyModel._map_stages` and `_bit_stages`, which
-make the staged network calls and hand each stage's probabilities to a `_Coder`: the encoder's coder writes the true
-symbols, the decoder's reads them back. So both sides compute probabilities from identical
-inputs with identical (exact integer) arithmetic. Stage order and inputs: see context_model.py.
+make the staged network calls and hand each stage's probabilities to a `_Coder`: the encoder's
+coder writes the true symbols, the decoder's reads them back. So both sides compute probabilities
+from identical inputs with identical (exact integer) arithmetic. Stage order and inputs: see
+context_model.py.
 
 A map with one value everywhere (every uniform-map file) is not range-coded: its section is that
 symbol in one 4-byte word, which is never longer than a coded section (at least one word) and does
