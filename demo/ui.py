@@ -45,7 +45,9 @@ file's payload. **JPEG: bits per pixel, by MCU** (right): the same for the JPEG 
 from its Huffman codes; each MCU (the 16×16 pixels that share one pair of colour blocks) is one
 colour. Both use one colour scale, so the same colour means the same spending.
 Tick *uniform importance map* to see the paper's ablation: the same model and mean rate, with the
-same number of channels everywhere.
+same number of channels everywhere. Content weighting is not free: the map is part of the file
+(on Kodak 17–18 % of the default's files at levels 1–2, 8 % at level 4), while a uniform map is
+one number (4 bytes): compare the two files' size and quality below.
 """
 
 EXPLAIN_LEVELS = """\
