@@ -301,11 +301,18 @@ class Codec:
     @torch.no_grad()
     def _render(self, q: torch.Tensor, bits: torch.Tensor, height: int, width: int) -> np.ndarray:
         """The decoder: (q, masked 0/1 bits) -> cropped uint8 image. The encoder calls it too."""
+        x_hat = self.synthesize_levels(q, bits, height, width)
+        return x_hat.round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+    @torch.no_grad()
+    def synthesize_levels(self, q: torch.Tensor, bits: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """(q, 0/1 bits) -> the cropped (3, H, W) float image in [0, 255] that decoding rounds: the exact path
+        of `decompress` (threads, layout), for callers that need the values before rounding (the golden file)."""
         mask = mask_from_levels(q[None, None], self.config)
         codes = (bits[None] * mask).contiguous(memory_format=torch.channels_last)
         with fixed_threads(RENDER_THREADS):
             x_hat = self.model.synthesize(codes, mask)[0, :, :height, :width]
-        return (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        return x_hat.clamp(0, 1) * 255
 
 
 def _f32(r: float) -> float:

@@ -40,8 +40,6 @@ from ..entropy_models.context_model import (
 from ..images import load_rgb
 from ..models.config import ModelConfig
 from ..models.network import (
-    RENDER_THREADS,
-    fixed_threads,
     kept_channels,
     mask_from_levels,
     pad_to_multiple,
@@ -111,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         _save(args.checkpoint, model, card, extra)
         print(json.dumps(levels))
     if not args.no_golden:
+        codec = Codec.load(args.checkpoint)
         for uniform in (False, True):
-            info = write_golden(Codec.load(args.checkpoint), args.kodak, args.golden_dir, uniform=uniform)
-            print("golden:", json.dumps(info))
+            print("golden:", json.dumps(write_golden(codec, args.kodak, args.golden_dir, uniform=uniform)))
     return 0
 
 
@@ -472,20 +470,16 @@ def write_golden(codec, kodak_dir: Path, out_dir: Path, side: int = 32, level: i
         y, x = rng.integers(rgb.shape[0] - side), rng.integers(rgb.shape[1] - side)
         crop = np.ascontiguousarray(rgb[y : y + side, x : x + side])
         c = codec.compress(crop, level=level, uniform=uniform)
-        q = torch.from_numpy(c.importance_levels)
-        bits = codec.decode_codes(c.data)[2]
-        mask = mask_from_levels(q[None, None], codec.config)
-        with fixed_threads(RENDER_THREADS):
-            v = codec.model.synthesize(bits[None] * mask, mask)[0, :, :side, :side].clamp(0, 1).double() * 255
+        _, q, bits = codec.decode_codes(c.data)
+        v = codec.synthesize_levels(q, bits, side, side).double()
         inner = v[(v > 0.5) & (v < 254.5)]
         margin = float((inner - inner.floor() - 0.5).abs().min()) if inner.numel() else 0.5
         if best is None or margin > best[0]:
-            best = (margin, (int(y), int(x)), c)
-    margin, (y, x), c = best
+            best = (margin, (int(y), int(x)), c, q, bits)
+    margin, (y, x), c, q, bits = best
     out_dir.mkdir(parents=True, exist_ok=True)
     name = golden_name(uniform)
     (out_dir / f"{name}.cwic").write_bytes(c.data)
-    _, q, bits = codec.decode_codes(c.data)
     info = {
         "source": f"kodim23.png crop x={x} y={y} {side}x{side}",
         "level": level,
